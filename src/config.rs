@@ -1,0 +1,504 @@
+//! Flags → a validated `Config`, or a one-line error that names the flag.
+//!
+//! Existing pod specs were written for Go's `flag` package, so every spelling
+//! it accepts is accepted here: `-name value`, `-name=value`, `--name value`,
+//! `--name=value`, booleans as `-name` or `-name=true|false`, the last of a
+//! repeated single-valued flag winning. Nothing here starts threads, binds
+//! sockets or runs commands: it only reads arguments.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::duration;
+
+/// What the arguments ask for.
+#[derive(Debug)]
+pub enum Invocation {
+    Run(Config),
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub probes: Vec<ProbeSpec>,
+    /// `None`: dual-stack `[::]`, falling back to `0.0.0.0` without IPv6.
+    pub address: Option<IpAddr>,
+    pub port: u16,
+    pub period: Duration,
+    pub latency: Duration,
+    pub timeout: Duration,
+    pub max_output: usize,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub quiet: bool,
+    pub output: bool,
+    pub enable_quit: bool,
+}
+
+/// One command and the URL that serves its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    pub url: String,
+    pub cmd: String,
+}
+
+pub const DEFAULT_CMD: &str = "echo healthz";
+pub const DEFAULT_URL: &str = "/healthz";
+pub const DEFAULT_MAX_OUTPUT: usize = 32 * 1024;
+
+struct Flag {
+    name: &'static str,
+    boolean: bool,
+}
+
+const fn value(name: &'static str) -> Flag {
+    Flag {
+        name,
+        boolean: false,
+    }
+}
+
+const fn boolean(name: &'static str) -> Flag {
+    Flag {
+        name,
+        boolean: true,
+    }
+}
+
+const FLAGS: &[Flag] = &[
+    value("cmd"),
+    value("url"),
+    value("port"),
+    value("address"),
+    value("period"),
+    value("latency"),
+    value("timeout"),
+    value("max-output"),
+    value("failure-threshold"),
+    value("success-threshold"),
+    boolean("quiet"),
+    boolean("output"),
+    boolean("enable-quit"),
+    boolean("version"),
+    boolean("help"),
+];
+
+pub const USAGE: &str = "\
+Usage: exechealthz [flags]
+
+Runs shell commands on a period and serves each result over HTTP:
+200 'ok' when the latest run exited 0, 503 with the reason otherwise.
+Flags may be written -name value, -name=value, --name value or --name=value.
+
+  --cmd CMD                command run with 'sh -c' (repeatable; default \"echo healthz\")
+  --url PATH               path serving the --cmd at the same position
+                           (repeatable; default /healthz for a single command)
+  --port N                 TCP port to listen on (default 8080; 0 picks a free one)
+  --address IP             address to bind (default [::], dual-stack; 0.0.0.0 without IPv6)
+  --period DURATION        how often each command runs (default 2s)
+  --latency DURATION       a result older than this is answered with 503 (default 30s)
+  --timeout DURATION       a run longer than this is killed and fails (default: --latency)
+  --max-output BYTES       output kept per run; the rest is discarded (default 32KiB)
+  --failure-threshold N    consecutive failures before a probe fails (default 1)
+  --success-threshold N    consecutive successes before a probe passes (default 1)
+  --output                 answer with the command's output instead of 'ok'
+  --quiet                  log only errors
+  --enable-quit            serve /quit, which stops the process (off: 404)
+  --version                print the version and exit
+  -h, --help               print this help and exit
+
+Durations use Go syntax: 300ms, 1.5s, 1m30s, 2h, 10us, 0.
+";
+
+/// Reads the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
+    let mut args = pico_args::Arguments::from_vec(go_flags_to_canonical(args)?);
+    if args.contains("--help") {
+        return Ok(Invocation::Help);
+    }
+    if args.contains("--version") {
+        return Ok(Invocation::Version);
+    }
+    let quiet = args.contains("--quiet");
+    let output = args.contains("--output");
+    let enable_quit = args.contains("--enable-quit");
+
+    let cmds: Vec<String> = args.values_from_str("--cmd").map_err(pico_error)?;
+    let urls: Vec<String> = args.values_from_str("--url").map_err(pico_error)?;
+    let port = last(&mut args, "--port", parse_port)?.unwrap_or(8080);
+    let address = last(&mut args, "--address", parse_address)?;
+    let period = last(&mut args, "--period", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(2));
+    let latency = last(&mut args, "--latency", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(30));
+    let timeout = last(&mut args, "--timeout", parse_positive_duration)?.unwrap_or(latency);
+    let max_output = last(&mut args, "--max-output", parse_bytes)?.unwrap_or(DEFAULT_MAX_OUTPUT);
+    let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
+    let success_threshold = last(&mut args, "--success-threshold", parse_threshold)?.unwrap_or(1);
+    let leftover = args.finish();
+    if let Some(arg) = leftover.first() {
+        // The canonical form leaves nothing unconsumed; this is a safety net.
+        return Err(format!("unexpected argument {arg:?}"));
+    }
+
+    Ok(Invocation::Run(Config {
+        probes: pair_probes(cmds, urls)?,
+        address,
+        port,
+        period,
+        latency,
+        timeout,
+        max_output,
+        failure_threshold,
+        success_threshold,
+        quiet,
+        output,
+        enable_quit,
+    }))
+}
+
+/// Rewrites Go-style arguments into `--name value` pairs and bare `--name`
+/// booleans, in the order given, walking them as Go's `flag` package does.
+///
+/// pico-args looks up `--name value` before `--name=value` wherever they
+/// stand, and strips quotes from `--name="..."`; feeding it one canonical
+/// spelling keeps repeated `--cmd`/`--url` in order (they pair by position)
+/// and passes values through untouched.
+fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let mut args = args.into_iter();
+    let mut canonical = Vec::new();
+    // Booleans: Go lets a later `-quiet=false` undo an earlier `-quiet`.
+    let mut booleans: Vec<(&'static str, bool)> = Vec::new();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))?;
+        if arg == "--" {
+            if let Some(extra) = args.next() {
+                return Err(format!("unexpected argument {extra:?}"));
+            }
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(format!(
+                "unexpected argument {arg:?} (flags start with -; quote a command with spaces)"
+            ));
+        };
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(format!("bad flag syntax: {arg}"));
+        }
+        let (name, inline_value) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        let name = if name == "h" { "help" } else { name };
+        let flag = FLAGS
+            .iter()
+            .find(|flag| flag.name == name)
+            .ok_or_else(|| format!("unknown flag -{name}"))?;
+        if flag.boolean {
+            let on = match inline_value {
+                None => true,
+                Some(text) => parse_go_bool(text)
+                    .ok_or_else(|| format!("invalid boolean {text:?} for -{name}"))?,
+            };
+            booleans.retain(|(seen, _)| *seen != flag.name);
+            booleans.push((flag.name, on));
+            continue;
+        }
+        let value = match inline_value {
+            Some(value) => value.to_string(),
+            None => args
+                .next()
+                .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                .into_string()
+                .map_err(|arg| format!("value {arg:?} for -{name} is not valid UTF-8"))?,
+        };
+        if looks_like_our_flag(&value) {
+            // Go would take it as the value; in a pod spec it is a missing one.
+            return Err(format!("flag -{name} needs a value, got flag {value}"));
+        }
+        canonical.push(format!("--{name}").into());
+        canonical.push(value.into());
+    }
+    for (name, on) in booleans {
+        if on {
+            canonical.push(format!("--{name}").into());
+        }
+    }
+    Ok(canonical)
+}
+
+fn looks_like_our_flag(value: &str) -> bool {
+    let body = value
+        .strip_prefix("--")
+        .or_else(|| value.strip_prefix('-'));
+    let name = body.map(|body| body.split_once('=').map_or(body, |(name, _)| name));
+    name.is_some_and(|name| name == "h" || FLAGS.iter().any(|flag| flag.name == name))
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The last value of a single-valued flag (Go: the last one wins).
+fn last<T>(
+    args: &mut pico_args::Arguments,
+    key: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let mut found = None;
+    loop {
+        match args.opt_value_from_fn(key, parse) {
+            Ok(Some(value)) => found = Some(value),
+            Ok(None) => return Ok(found),
+            Err(pico_args::Error::Utf8ArgumentParsingFailed { value, cause }) => {
+                return Err(format!("invalid value {value:?} for {key}: {cause}"));
+            }
+            Err(other) => return Err(pico_error(other)),
+        }
+    }
+}
+
+fn pico_error(error: pico_args::Error) -> String {
+    error.to_string()
+}
+
+fn pair_probes(cmds: Vec<String>, urls: Vec<String>) -> Result<Vec<ProbeSpec>, String> {
+    let cmds = if cmds.is_empty() {
+        vec![DEFAULT_CMD.to_string()]
+    } else {
+        cmds
+    };
+    let urls = if urls.is_empty() && cmds.len() == 1 {
+        vec![DEFAULT_URL.to_string()]
+    } else {
+        urls
+    };
+    if cmds.len() != urls.len() {
+        return Err(format!(
+            "--cmd and --url must be given the same number of times ({} --cmd, {} --url); \
+             they pair up by order",
+            cmds.len(),
+            urls.len()
+        ));
+    }
+    for (i, cmd) in cmds.iter().enumerate() {
+        if cmd.trim().is_empty() {
+            return Err(format!("--cmd number {} is empty", i + 1));
+        }
+    }
+    for (i, url) in urls.iter().enumerate() {
+        check_url(url)?;
+        if urls[..i].contains(url) {
+            return Err(format!("--url {url} is given twice; each URL serves one command"));
+        }
+    }
+    Ok(cmds
+        .into_iter()
+        .zip(urls)
+        .map(|(cmd, url)| ProbeSpec { url, cmd })
+        .collect())
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    if !url.starts_with('/') {
+        return Err(format!("--url {url:?} must start with /"));
+    }
+    if let Some(bad) = url
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
+    {
+        return Err(format!("--url {url:?} must not contain {bad:?}"));
+    }
+    if crate::http::RESERVED_PATHS.contains(&url) {
+        return Err(format!(
+            "--url {url} is reserved by the server (reserved: {})",
+            crate::http::RESERVED_PATHS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse()
+        .map_err(|_| "not a port number (0 to 65535)".to_string())
+}
+
+fn parse_address(text: &str) -> Result<IpAddr, String> {
+    // `[::1]` as well as `::1`: both appear in manifests.
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse()
+        .map_err(|_| "not an IP address (e.g. 0.0.0.0, ::, 127.0.0.1)".to_string())
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let nanos = duration::parse(text)?;
+    if nanos <= 0 {
+        return Err("must be greater than zero".into());
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+fn parse_threshold(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+/// A byte count: `65536`, `64KiB`, `1MiB` (also `K`/`M`, read as binary).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let scale = match unit {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1024,
+        "M" | "MiB" => 1024 * 1024,
+        _ => return Err("expected a byte count such as 65536, 64KiB or 1MiB".into()),
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n <= 64 * 1024 * 1024)
+        .ok_or_else(|| "expected a byte count up to 64MiB, such as 65536 or 64KiB".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Invocation::Run(config) => Ok(config),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn probes(config: &Config) -> Vec<(&str, &str)> {
+        config
+            .probes
+            .iter()
+            .map(|p| (p.url.as_str(), p.cmd.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let config = run(&[]).unwrap();
+        assert_eq!(probes(&config), [("/healthz", "echo healthz")]);
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.period, Duration::from_secs(2));
+        assert_eq!(config.latency, Duration::from_secs(30));
+        assert_eq!(config.timeout, config.latency);
+        assert_eq!(config.max_output, DEFAULT_MAX_OUTPUT);
+        assert!(!config.quiet && !config.output && !config.enable_quit);
+        assert_eq!(config.address, None);
+    }
+
+    #[test]
+    fn every_go_spelling_is_accepted() {
+        for args in [
+            &["-cmd", "ls /tmp", "-period", "10ms"][..],
+            &["-cmd=ls /tmp", "-period=10ms"],
+            &["--cmd", "ls /tmp", "--period", "10ms"],
+            &["--cmd=ls /tmp", "--period=10ms"],
+        ] {
+            let config = run(args).unwrap();
+            assert_eq!(probes(&config), [("/healthz", "ls /tmp")], "{args:?}");
+            assert_eq!(config.period, Duration::from_millis(10), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn mixed_spellings_keep_their_order() {
+        let config = run(&["--cmd=a", "--url=/a", "-cmd", "b", "-url", "/b", "--cmd", "c", "--url=/c"])
+            .unwrap();
+        assert_eq!(probes(&config), [("/a", "a"), ("/b", "b"), ("/c", "c")]);
+    }
+
+    #[test]
+    fn values_pass_through_untouched() {
+        let config = run(&["-cmd='a b' 'c'"]).unwrap();
+        assert_eq!(config.probes[0].cmd, "'a b' 'c'");
+        let config = run(&["--cmd=x=y"]).unwrap();
+        assert_eq!(config.probes[0].cmd, "x=y");
+    }
+
+    #[test]
+    fn booleans_take_go_forms_and_the_last_wins() {
+        assert!(run(&["-quiet"]).unwrap().quiet);
+        assert!(run(&["--quiet=true"]).unwrap().quiet);
+        assert!(run(&["-quiet=T"]).unwrap().quiet);
+        assert!(!run(&["-quiet", "-quiet=false"]).unwrap().quiet);
+        assert!(!run(&["--output=0"]).unwrap().output);
+        assert!(run(&["-output", "-enable-quit"]).unwrap().enable_quit);
+        assert!(run(&["-quiet=maybe"]).unwrap_err().contains("-quiet"));
+    }
+
+    #[test]
+    fn last_single_value_wins() {
+        assert_eq!(run(&["-port=1", "--port", "2"]).unwrap().port, 2);
+    }
+
+    #[test]
+    fn help_and_version() {
+        for arg in ["-h", "--help", "-help", "--h"] {
+            assert!(matches!(parse(vec![arg.into()]), Ok(Invocation::Help)), "{arg}");
+        }
+        assert!(matches!(parse(vec!["-version".into()]), Ok(Invocation::Version)));
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--period=10"], "--period"),
+            (&["--period", "-1s"], "--period"),
+            (&["--latency=0"], "--latency"),
+            (&["--timeout=abc"], "--timeout"),
+            (&["--port=70000"], "--port"),
+            (&["--port=http"], "--port"),
+            (&["--address=localhost"], "--address"),
+            (&["--max-output=lots"], "--max-output"),
+            (&["--failure-threshold=0"], "--failure-threshold"),
+            (&["--success-threshold=-1"], "--success-threshold"),
+            (&["--nosuch"], "-nosuch"),
+            (&["--cmd"], "-cmd"),
+            (&["--cmd", "--url"], "-cmd"),
+            (&["--url=healthz"], "--url"),
+            (&["--url=/a b"], "--url"),
+            (&["--url=/"], "--url"),
+            (&["--url=/quit"], "reserved"),
+            (&["--cmd=a", "--cmd=b", "--url=/a"], "--url"),
+            (&["--cmd=a", "--url=/a", "--url=/b"], "--url"),
+            (&["--cmd=a", "--cmd=b", "--url=/a", "--url=/a"], "twice"),
+            (&["--cmd="], "--cmd"),
+            (&["stray"], "stray"),
+            (&["---cmd=x"], "---cmd"),
+        ];
+        for (args, needle) in cases {
+            let error = run(args).expect_err(&format!("{args:?} should fail"));
+            assert!(error.contains(needle), "{args:?}: {error:?} lacks {needle:?}");
+            assert!(!error.contains('\n'), "{args:?}: error must be one line");
+        }
+    }
+
+    #[test]
+    fn addresses_and_sizes() {
+        let config = run(&["--address=[::1]", "--max-output=64KiB"]).unwrap();
+        assert_eq!(config.address, Some("::1".parse().unwrap()));
+        assert_eq!(config.max_output, 65536);
+        assert_eq!(run(&["--max-output=100"]).unwrap().max_output, 100);
+    }
+}

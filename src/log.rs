@@ -1,0 +1,147 @@
+//! Log lines on stderr in Go's `log` format (`2006/01/02 15:04:05 message`),
+//! and the wall-clock formats our messages share with the original.
+//!
+//! Times are UTC: a `FROM scratch` image has no time zone database, and a
+//! sidecar's logs are read next to other containers' UTC logs. Each line is
+//! written with one `write` so lines from different threads never interleave.
+//! This module decides how a line looks, never whether an event matters.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// With quiet set, only errors are written.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Writes an informational line, unless `--quiet`.
+pub fn info(message: std::fmt::Arguments) {
+    if !QUIET.load(Ordering::Relaxed) {
+        write_line(message);
+    }
+}
+
+/// Writes a line whatever `--quiet` says: the start-up line, which tells
+/// where we listen.
+pub fn always(message: std::fmt::Arguments) {
+    write_line(message);
+}
+
+/// Writes an error line, always.
+pub fn error(message: std::fmt::Arguments) {
+    write_line(message);
+}
+
+fn write_line(message: std::fmt::Arguments) {
+    let message = message.to_string();
+    // One event, one line: command output in a message keeps its line
+    // breaks escaped, so log shippers do not split it.
+    let message = message.trim_end_matches('\n').replace('\n', "\\n");
+    let line = format!("{} {message}\n", log_timestamp(SystemTime::now()));
+    // Nothing sensible can be done when stderr is gone; the probes go on.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::info(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::error(format_args!($($arg)*)) };
+}
+
+/// Civil UTC time of a `SystemTime`.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+}
+
+fn civil(time: SystemTime) -> Civil {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = date_from_days(days);
+    Civil {
+        year,
+        month,
+        day,
+        hour: (in_day / 3600) as u32,
+        minute: (in_day / 60 % 60) as u32,
+        second: (in_day % 60) as u32,
+        nanos: since.subsec_nanos(),
+    }
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01, by counting
+/// 400-year eras (146,097 days each) from 0000-03-01 so leap days fall last.
+fn date_from_days(days: i64) -> (i64, u32, u32) {
+    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `2006/01/02 15:04:05`, Go's `log` prefix.
+pub fn log_timestamp(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// `2006-01-02 15:04:05.999999999 +0000 UTC`, Go's `time.Time.String` in UTC,
+/// as the original printed when a result was taken.
+pub fn result_timestamp(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:09} +0000 UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(log_timestamp(at(0, 0)), "1970/01/01 00:00:00");
+        // 2015-07-09 00:59:45 UTC, the README's example instant.
+        assert_eq!(log_timestamp(at(1_436_403_585, 0)), "2015/07/09 00:59:45");
+        // A leap day and the day after.
+        assert_eq!(log_timestamp(at(951_782_400, 0)), "2000/02/29 00:00:00");
+        assert_eq!(log_timestamp(at(951_868_800, 0)), "2000/03/01 00:00:00");
+        assert_eq!(log_timestamp(at(4_102_444_799, 0)), "2099/12/31 23:59:59");
+        assert_eq!(
+            result_timestamp(at(1_436_403_585, 698_036_238)),
+            "2015-07-09 00:59:45.698036238 +0000 UTC"
+        );
+    }
+}

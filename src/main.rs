@@ -1,0 +1,123 @@
+//! exechealthz: runs shell commands on a period and serves each result over
+//! HTTP, so the kubelet's HTTP liveness probe can check what only a command
+//! can. A drop-in replacement for the Go exec-healthz sidecar.
+//!
+//! This file only wires the parts together; each module says what it does:
+//! `config` (flags), `probe` (running commands), `results` (their state),
+//! `watchdog` (staleness), `http` (serving), `process` (children, signals,
+//! PID 1), `log` and `duration` (Go's formats).
+
+mod config;
+mod duration;
+mod http;
+mod log;
+mod probe;
+mod process;
+mod results;
+mod watchdog;
+
+use std::sync::Arc;
+use std::thread;
+
+use config::{Config, Invocation};
+use process::Children;
+use results::{Policy, Probe};
+
+/// Our own threads do little and keep no large buffers on their stacks.
+const THREAD_STACK: usize = 128 * 1024;
+
+fn main() {
+    let args = std::env::args_os().skip(1).collect();
+    let config = match config::parse(args) {
+        Ok(Invocation::Run(config)) => config,
+        Ok(Invocation::Help) => {
+            print!("{}", config::USAGE);
+            return;
+        }
+        Ok(Invocation::Version) => {
+            println!("exechealthz {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Err(e) => {
+            eprintln!("exechealthz: {e} (see --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(config) {
+        error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    log::set_quiet(config.quiet);
+    process::reset_signal_state().map_err(|e| format!("cannot reset signal state: {e}"))?;
+    // Signals first: a SIGTERM from here on stops us cleanly.
+    let signals = process::exit_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
+    let listener = http::bind(config.address, config.port).map_err(|e| {
+        let address = config.address.map_or("[::]".to_string(), |a| a.to_string());
+        format!("cannot listen on {address} port {}: {e}", config.port)
+    })?;
+
+    let children = Children::new();
+    let probes: Arc<Vec<Probe>> = Arc::new(config.probes.iter().cloned().map(Probe::new).collect());
+    let policy = Policy {
+        failure_threshold: config.failure_threshold,
+        success_threshold: config.success_threshold,
+        latency: config.latency,
+        output: config.output,
+    };
+    let schedule = probe::Schedule {
+        period: config.period,
+        timeout: config.timeout,
+        max_output: config.max_output,
+    };
+
+    let reaper_children = Arc::clone(&children);
+    spawn("reaper", move || reaper_children.reap_forever())?;
+
+    let front = http::Front {
+        probes: Arc::clone(&probes),
+        children: Arc::clone(&children),
+        policy,
+        enable_quit: config.enable_quit,
+    };
+    let address = http::serve(listener, Arc::new(front))
+        .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+    log::always(format_args!(
+        "exechealthz {} listening on {address}",
+        env!("CARGO_PKG_VERSION")
+    ));
+
+    for (i, spec) in config.probes.iter().enumerate() {
+        info!(
+            "probe {}: running {:?} every {} (timeout {})",
+            spec.url,
+            spec.cmd,
+            duration::format(config.period),
+            duration::format(config.timeout)
+        );
+        let probes = Arc::clone(&probes);
+        let children = Arc::clone(&children);
+        spawn(&format!("probe-{i}"), move || {
+            probe::run_forever(&probes[i], &children, schedule, policy)
+        })?;
+    }
+    let watched = Arc::clone(&probes);
+    let latency = config.latency;
+    spawn("watchdog", move || watchdog::watch_forever(&watched, latency))?;
+
+    process::exit_on_signal(signals, &children)
+}
+
+fn spawn<F>(name: &str, body: F) -> Result<(), String>
+where
+    F: FnOnce() -> std::convert::Infallible + Send + 'static,
+{
+    thread::Builder::new()
+        .name(name.to_string())
+        .stack_size(THREAD_STACK)
+        .spawn(move || match body() {})
+        .map(drop)
+        .map_err(|e| format!("cannot start thread {name}: {e}"))
+}

@@ -1,0 +1,264 @@
+//! One loop per command: run it every period, time it, bound it, record it.
+//!
+//! A run is `sh -c CMD` in its own process group, stdout and stderr sharing
+//! one pipe. The probe thread `poll`s that pipe together with a wake pipe the
+//! reaper writes to when the command exits, so a single thread keeps the
+//! output bounded (the rest is read and thrown away: the command never blocks
+//! on a full pipe), notices the exit, and enforces the timeout by killing the
+//! whole group. Runs of one probe never overlap. This module never calls
+//! `wait` (the reaper in `process` owns that) and never touches HTTP.
+
+use std::io::{self, PipeReader, PipeWriter, Read};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::process::{Children, Pid, WaitStatus};
+use crate::results::{Outcome, Policy, Probe, Run, Verdict};
+use crate::{error, info};
+
+/// How long to keep reading after the command exited, for output still in
+/// flight from the group members that were just killed.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
+/// How long a killed group gets to die before we stop waiting for it.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// What every probe loop shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub period: Duration,
+    pub timeout: Duration,
+    pub max_output: usize,
+}
+
+/// The probe thread's body: runs the command every period, forever.
+pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, policy: Policy) -> ! {
+    let (wake_reader, wake_writer) = match wake_pipe() {
+        Ok(pair) => pair,
+        Err(e) => {
+            error!("probe {}: cannot create its wake pipe: {e}", probe.spec.url);
+            children.kill_all_and_exit(1);
+        }
+    };
+    let mut runner = Runner {
+        cmd: &probe.spec.cmd,
+        schedule,
+        children,
+        wake_reader,
+        wake_writer: Arc::new(wake_writer),
+    };
+    // The first run starts now, not one period from now.
+    let mut next_start = Instant::now();
+    loop {
+        let now = Instant::now();
+        if next_start > now {
+            std::thread::sleep(next_start - now);
+        }
+        let started = Instant::now();
+        probe.run_started(started);
+        let run = runner.run_once(started);
+        let failure = (!run.outcome.passed()).then(|| (run.describe(), run.duration));
+        let recorded = probe.record(run, &policy);
+        log_run(probe, failure, recorded.from, recorded.to);
+        // A run longer than the period delays the next one, which then
+        // starts at once: runs never overlap.
+        next_start = started + schedule.period;
+    }
+}
+
+fn log_run(probe: &Probe, failure: Option<(String, Duration)>, from: Verdict, to: Verdict) {
+    let url = &probe.spec.url;
+    if let Some((described, took)) = &failure {
+        error!(
+            "Healthz probe on {url} error: {described} (took {})",
+            crate::duration::format(*took)
+        );
+    }
+    if from != to {
+        match to {
+            Verdict::Failing => error!("probe {url} is now failing"),
+            Verdict::Passing => info!("probe {url} is now passing"),
+            Verdict::Pending => {}
+        }
+    }
+}
+
+fn wake_pipe() -> io::Result<(PipeReader, PipeWriter)> {
+    let (reader, writer) = io::pipe()?;
+    crate::process::set_nonblocking(&writer)?;
+    Ok((reader, writer))
+}
+
+struct Runner<'a> {
+    cmd: &'a str,
+    schedule: Schedule,
+    children: &'a Children,
+    wake_reader: PipeReader,
+    wake_writer: Arc<PipeWriter>,
+}
+
+/// Output kept from a run, and how much more was thrown away.
+#[derive(Default)]
+struct Capture {
+    kept: Vec<u8>,
+    discarded: u64,
+}
+
+impl Runner<'_> {
+    fn run_once(&mut self, started: Instant) -> Run {
+        let mut capture = Capture::default();
+        let outcome = match self.start() {
+            Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),
+            Err(e) => Outcome::SpawnFailed(e.to_string()),
+        };
+        let finished_at = Instant::now();
+        Run {
+            finished: SystemTime::now(),
+            finished_at,
+            duration: finished_at - started,
+            output: capture.kept,
+            discarded: capture.discarded,
+            outcome,
+        }
+    }
+
+    /// Spawns `sh -c CMD`; returns its pid and the read end of its output.
+    fn start(&self) -> io::Result<(Pid, PipeReader)> {
+        let (reader, writer) = io::pipe()?;
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(self.cmd)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone()?)
+            .stderr(writer);
+        let pid = self
+            .children
+            .spawn(&mut command, &self.wake_writer)
+            .map_err(|e| io::Error::new(e.kind(), format!("/bin/sh: {e}")))?;
+        // `command` holds our copies of the write end: drop them, or the
+        // pipe would never report end of file.
+        drop(command);
+        Ok((pid, reader))
+    }
+
+    /// Reads output and waits for the exit, killing the group on timeout.
+    fn supervise(
+        &mut self,
+        pid: Pid,
+        output: PipeReader,
+        started: Instant,
+        capture: &mut Capture,
+    ) -> Outcome {
+        let deadline = started + self.schedule.timeout;
+        let mut output = Some(output);
+        let mut status: Option<WaitStatus> = None;
+        let mut stop_reading_at = None; // set once the command has exited
+        let mut killed_at = None;
+        loop {
+            let now = Instant::now();
+            if let Some(status) = status {
+                if output.is_none() || stop_reading_at.is_some_and(|t| now >= t) {
+                    return match killed_at {
+                        Some(_) => Outcome::TimedOut(self.schedule.timeout),
+                        None => decode(status),
+                    };
+                }
+            } else if let Some(killed) = killed_at {
+                if now >= killed + KILL_GRACE {
+                    // Unkillable (stuck in the kernel): let the reaper have it.
+                    if self.children.abandon(pid).is_none() {
+                        error!("command {:?} (pid {pid}) did not die after SIGKILL", self.cmd);
+                    }
+                    return Outcome::TimedOut(self.schedule.timeout);
+                }
+            } else if now >= deadline {
+                self.children.kill_group(pid);
+                killed_at = Some(now);
+                continue;
+            }
+            let wait_until = match (status, killed_at) {
+                (Some(_), _) => stop_reading_at.expect("set with status"),
+                (None, Some(killed)) => killed + KILL_GRACE,
+                (None, None) => deadline,
+            };
+            let (output_ready, woken) =
+                poll_two(output.as_ref(), &self.wake_reader, wait_until - now);
+            if woken {
+                drain(&mut self.wake_reader);
+                if let Some(exit) = self.children.take_status(pid) {
+                    status = Some(exit);
+                    stop_reading_at = Some(Instant::now() + EXIT_GRACE);
+                }
+            }
+            if output_ready {
+                let reader = output.as_mut().expect("polled only while open");
+                if !read_some(reader, capture, self.schedule.max_output) {
+                    output = None;
+                }
+            }
+        }
+    }
+}
+
+/// Reads what is available into `capture`; false at end of file or error.
+fn read_some(reader: &mut PipeReader, capture: &mut Capture, max: usize) -> bool {
+    let mut buffer = [0u8; 8192];
+    match reader.read(&mut buffer) {
+        Ok(0) => false,
+        Ok(n) => {
+            let keep = n.min(max.saturating_sub(capture.kept.len()));
+            capture.kept.extend_from_slice(&buffer[..keep]);
+            capture.discarded += (n - keep) as u64;
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+        Err(_) => false,
+    }
+}
+
+fn drain(reader: &mut PipeReader) {
+    // One byte per exit; a few at most are waiting.
+    let mut buffer = [0u8; 16];
+    let _ = reader.read(&mut buffer);
+}
+
+/// Waits up to `timeout` for `output` (if any) or `wake` to be readable.
+fn poll_two(output: Option<&PipeReader>, wake: &PipeReader, timeout: Duration) -> (bool, bool) {
+    let mut fds = [
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: output.map_or(-1, |o| o.as_raw_fd()), // -1: ignored by poll
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // Round up, so we never wake just short of a deadline and spin.
+    let millis = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+    // SAFETY: fds is a valid array of two pollfd.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+    if rc <= 0 {
+        // Timeout, or EINTR: the caller re-checks its deadlines.
+        return (false, false);
+    }
+    let ready = |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    (ready(&fds[1]), ready(&fds[0]))
+}
+
+fn decode(status: WaitStatus) -> Outcome {
+    if libc::WIFEXITED(status) {
+        Outcome::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Outcome::Signaled {
+            signal: libc::WTERMSIG(status),
+            core_dumped: libc::WCOREDUMP(status),
+        }
+    } else {
+        Outcome::SpawnFailed(format!("unexpected wait status {status:#x}"))
+    }
+}

@@ -1,0 +1,448 @@
+//! The shared state of each probe: its latest runs, its verdict after the
+//! failure and success thresholds, and how stale it is.
+//!
+//! Probe threads write here, HTTP workers and the watchdog read. Each probe's
+//! state sits behind its own `Mutex`, held only to copy or replace a few
+//! fields: never across a command run, a socket write or a log write.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::ProbeSpec;
+use crate::duration;
+use crate::log::result_timestamp;
+
+/// How one run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled { signal: i32, core_dumped: bool },
+    /// Killed, with its whole process group, after running this long.
+    TimedOut(Duration),
+    /// The command could not be started at all (e.g. `EAGAIN` under a pids limit).
+    SpawnFailed(String),
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+
+    /// The error in Go's words (`exit status 2`, `signal: killed`), or `None`.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Outcome::Exited(0) => None,
+            Outcome::Exited(code) => Some(format!("exit status {code}")),
+            Outcome::Signaled {
+                signal,
+                core_dumped,
+            } => Some(format!(
+                "signal: {}{}",
+                signal_name(*signal),
+                if *core_dumped { " (core dumped)" } else { "" }
+            )),
+            Outcome::TimedOut(after) => Some(format!(
+                "timed out after {} (process group killed)",
+                duration::format(*after)
+            )),
+            Outcome::SpawnFailed(why) => Some(format!("failed to start: {why}")),
+        }
+    }
+}
+
+/// Go's names for Linux signals (`syscall.Signal.String`).
+fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "hangup",
+        "interrupt",
+        "quit",
+        "illegal instruction",
+        "trace/breakpoint trap",
+        "aborted",
+        "bus error",
+        "floating point exception",
+        "killed",
+        "user defined signal 1",
+        "segmentation fault",
+        "user defined signal 2",
+        "broken pipe",
+        "alarm clock",
+        "terminated",
+        "stack fault",
+        "child exited",
+        "continued",
+        "stopped (signal)",
+        "stopped",
+        "stopped (tty input)",
+        "stopped (tty output)",
+        "urgent I/O condition",
+        "CPU time limit exceeded",
+        "file size limit exceeded",
+        "virtual timer expired",
+        "profiling timer expired",
+        "window changed",
+        "I/O possible",
+        "power failure",
+        "bad system call",
+    ];
+    usize::try_from(signal - 1)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {signal}"), |name| name.to_string())
+}
+
+/// One completed run of a probe's command.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Wall-clock time it finished, for messages.
+    pub finished: SystemTime,
+    /// Monotonic time it finished, for staleness.
+    pub finished_at: Instant,
+    pub duration: Duration,
+    /// Combined stdout and stderr, at most `--max-output` bytes.
+    pub output: Vec<u8>,
+    /// Bytes the command wrote beyond `output`, thrown away.
+    pub discarded: u64,
+    pub outcome: Outcome,
+}
+
+impl Run {
+    /// The original's `Result of last exec: <output>, at <time>, error <err>`.
+    pub fn describe(&self) -> String {
+        let mut output = String::from_utf8_lossy(&self.output).into_owned();
+        if self.discarded > 0 {
+            output.push_str(&format!(
+                "[... {} more bytes of output discarded]",
+                self.discarded
+            ));
+        }
+        format!(
+            "Result of last exec: {output}, at {}, error {}",
+            result_timestamp(self.finished),
+            self.outcome.error().as_deref().unwrap_or("None")
+        )
+    }
+}
+
+/// What a probe's URL says, after the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not enough results yet to pass or fail.
+    Pending,
+    Passing,
+    Failing,
+}
+
+/// The thresholds and limits every probe shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub latency: Duration,
+    /// Answer with the command's output instead of `ok`.
+    pub output: bool,
+}
+
+#[derive(Debug)]
+pub struct Probe {
+    pub spec: ProbeSpec,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    verdict: Verdict,
+    consecutive_successes: u32,
+    consecutive_failures: u32,
+    last_success: Option<Run>,
+    last_failure: Option<Run>,
+    /// When the run under way started, if one is.
+    running_since: Option<Instant>,
+    /// When the probe started, the age of "no result yet".
+    created_at: Instant,
+    /// Whether the watchdog already reported the current stale spell.
+    stale_reported: bool,
+}
+
+/// An HTTP answer for a probe URL: status and body.
+#[derive(Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What changed when a run was recorded, for the log.
+#[derive(Debug, PartialEq)]
+pub struct Recorded {
+    pub from: Verdict,
+    pub to: Verdict,
+}
+
+impl Probe {
+    pub fn new(spec: ProbeSpec) -> Probe {
+        Probe {
+            spec,
+            state: Mutex::new(State {
+                verdict: Verdict::Pending,
+                consecutive_successes: 0,
+                consecutive_failures: 0,
+                last_success: None,
+                last_failure: None,
+                running_since: None,
+                created_at: Instant::now(),
+                stale_reported: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere aborts the process (panic = "abort"), so a
+        // poisoned lock can only be seen in tests; its data is still whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn run_started(&self, at: Instant) {
+        self.state().running_since = Some(at);
+    }
+
+    /// Stores a finished run and applies the thresholds.
+    pub fn record(&self, run: Run, policy: &Policy) -> Recorded {
+        let mut state = self.state();
+        let from = state.verdict;
+        state.running_since = None;
+        state.stale_reported = false;
+        if run.outcome.passed() {
+            state.consecutive_successes += 1;
+            state.consecutive_failures = 0;
+            if state.consecutive_successes >= policy.success_threshold {
+                state.verdict = Verdict::Passing;
+            }
+            state.last_success = Some(run);
+        } else {
+            state.consecutive_failures += 1;
+            state.consecutive_successes = 0;
+            if state.consecutive_failures >= policy.failure_threshold {
+                state.verdict = Verdict::Failing;
+            }
+            state.last_failure = Some(run);
+        }
+        Recorded {
+            from,
+            to: state.verdict,
+        }
+    }
+
+    /// The answer for a request arriving at `now`.
+    pub fn answer(&self, now: Instant, policy: &Policy) -> Answer {
+        let state = self.state();
+        let url = &self.spec.url;
+        let unavailable = |message: String| Answer {
+            status: 503,
+            body: message.into_bytes(),
+        };
+        match state.verdict {
+            Verdict::Pending => {
+                let progress = match (&state.last_failure, &state.last_success) {
+                    (None, None) => "the first run has not finished".to_string(),
+                    (Some(failure), _) if state.consecutive_failures > 0 => format!(
+                        "{} of {} consecutive failures needed to fail; {}",
+                        state.consecutive_failures,
+                        policy.failure_threshold,
+                        failure.describe()
+                    ),
+                    _ => format!(
+                        "{} of {} consecutive successes needed to pass",
+                        state.consecutive_successes, policy.success_threshold
+                    ),
+                };
+                unavailable(format!(
+                    "Healthz probe on {url} error: no verdict yet: {progress}"
+                ))
+            }
+            Verdict::Failing => {
+                let failure = state
+                    .last_failure
+                    .as_ref()
+                    .expect("a failing probe has a failed run");
+                let mut message = format!("Healthz probe on {url} error: {}", failure.describe());
+                if state.consecutive_successes > 0 {
+                    message.push_str(&format!(
+                        " ({} of {} consecutive successes needed to pass since)",
+                        state.consecutive_successes, policy.success_threshold
+                    ));
+                }
+                unavailable(message)
+            }
+            Verdict::Passing => {
+                let latest = latest(&state).expect("a passing probe has a run");
+                if now.saturating_duration_since(latest.finished_at) > policy.latency {
+                    return unavailable(format!(
+                        "Latest result too old to be useful: {}.",
+                        latest.describe()
+                    ));
+                }
+                let body = if policy.output {
+                    let success = state.last_success.as_ref().expect("passing");
+                    success.output.clone()
+                } else {
+                    b"ok".to_vec()
+                };
+                Answer { status: 200, body }
+            }
+        }
+    }
+
+    /// For the watchdog: `Some(age)` the first time, per stale spell, that the
+    /// newest result (or, before any, the probe's start) is older than
+    /// `latency`; `None` otherwise. Also says how long a run has been going.
+    pub fn newly_stale(&self, now: Instant, latency: Duration) -> Option<Staleness> {
+        let mut state = self.state();
+        let since = latest(&state).map_or(state.created_at, |run| run.finished_at);
+        let age = now.saturating_duration_since(since);
+        if age <= latency || state.stale_reported {
+            return None;
+        }
+        state.stale_reported = true;
+        Some(Staleness {
+            age,
+            running_for: state
+                .running_since
+                .map(|start| now.saturating_duration_since(start)),
+        })
+    }
+}
+
+pub struct Staleness {
+    pub age: Duration,
+    pub running_for: Option<Duration>,
+}
+
+fn latest(state: &State) -> Option<&Run> {
+    match (&state.last_success, &state.last_failure) {
+        (Some(s), Some(f)) => Some(if s.finished_at >= f.finished_at { s } else { f }),
+        (s, f) => s.as_ref().or(f.as_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(failure_threshold: u32, success_threshold: u32) -> Policy {
+        Policy {
+            failure_threshold,
+            success_threshold,
+            latency: Duration::from_secs(30),
+            output: false,
+        }
+    }
+
+    fn run(outcome: Outcome, output: &str) -> Run {
+        Run {
+            finished: SystemTime::UNIX_EPOCH,
+            finished_at: Instant::now(),
+            duration: Duration::from_millis(1),
+            output: output.as_bytes().to_vec(),
+            discarded: 0,
+            outcome,
+        }
+    }
+
+    fn probe() -> Probe {
+        Probe::new(ProbeSpec {
+            url: "/healthz".into(),
+            cmd: "true".into(),
+        })
+    }
+
+    fn body(answer: &Answer) -> String {
+        String::from_utf8(answer.body.clone()).unwrap()
+    }
+
+    #[test]
+    fn go_error_words() {
+        assert_eq!(Outcome::Exited(2).error().unwrap(), "exit status 2");
+        let killed = Outcome::Signaled {
+            signal: 9,
+            core_dumped: false,
+        };
+        assert_eq!(killed.error().unwrap(), "signal: killed");
+        let segv = Outcome::Signaled {
+            signal: 11,
+            core_dumped: true,
+        };
+        assert_eq!(segv.error().unwrap(), "signal: segmentation fault (core dumped)");
+        assert_eq!(signal_name(64), "signal 64");
+        assert_eq!(Outcome::Exited(0).error(), None);
+    }
+
+    #[test]
+    fn no_result_is_not_ok() {
+        let answer = probe().answer(Instant::now(), &policy(1, 1));
+        assert_eq!(answer.status, 503);
+        assert!(body(&answer).contains("first run has not finished"));
+    }
+
+    #[test]
+    fn failure_message_has_the_originals_shape() {
+        let p = probe();
+        p.record(run(Outcome::Exited(2), "ls: nope\n"), &policy(1, 1));
+        let answer = p.answer(Instant::now(), &policy(1, 1));
+        assert_eq!(answer.status, 503);
+        let text = body(&answer);
+        assert!(
+            text.starts_with("Healthz probe on /healthz error: Result of last exec: ls: nope\n, at 1970-01-01 00:00:00.000000000 +0000 UTC, error exit status 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn thresholds_need_consecutive_results() {
+        let p = probe();
+        let pol = policy(3, 2);
+        p.record(run(Outcome::Exited(0), ""), &pol);
+        assert_eq!(p.answer(Instant::now(), &pol).status, 503, "1 of 2 successes");
+        let r = p.record(run(Outcome::Exited(0), ""), &pol);
+        assert_eq!(r.to, Verdict::Passing);
+        for _ in 0..2 {
+            p.record(run(Outcome::Exited(1), ""), &pol);
+            assert_eq!(p.answer(Instant::now(), &pol).status, 200);
+        }
+        p.record(run(Outcome::Exited(0), ""), &pol); // resets the failure count
+        p.record(run(Outcome::Exited(1), ""), &pol);
+        p.record(run(Outcome::Exited(1), ""), &pol);
+        assert_eq!(p.answer(Instant::now(), &pol).status, 200);
+        let r = p.record(run(Outcome::Exited(1), ""), &pol);
+        assert_eq!((r.from, r.to), (Verdict::Passing, Verdict::Failing));
+        p.record(run(Outcome::Exited(0), ""), &pol);
+        let answer = p.answer(Instant::now(), &pol);
+        assert_eq!(answer.status, 503);
+        assert!(body(&answer).contains("1 of 2 consecutive successes"));
+    }
+
+    #[test]
+    fn stale_results_are_refused_once_reported() {
+        let p = probe();
+        let pol = policy(1, 1);
+        p.record(run(Outcome::Exited(0), ""), &pol);
+        let later = Instant::now() + Duration::from_secs(31);
+        let answer = p.answer(later, &pol);
+        assert_eq!(answer.status, 503);
+        assert!(body(&answer).starts_with("Latest result too old to be useful: "));
+        assert!(p.newly_stale(later, pol.latency).is_some());
+        assert!(p.newly_stale(later, pol.latency).is_none(), "reported once");
+        p.record(run(Outcome::Exited(0), ""), &pol);
+        assert!(p.newly_stale(Instant::now(), pol.latency).is_none());
+    }
+
+    #[test]
+    fn output_mode_serves_the_output() {
+        let p = probe();
+        let pol = Policy {
+            output: true,
+            ..policy(1, 1)
+        };
+        p.record(run(Outcome::Exited(0), "all good\n"), &pol);
+        assert_eq!(body(&p.answer(Instant::now(), &pol)), "all good\n");
+    }
+}

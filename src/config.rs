@@ -129,10 +129,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let urls: Vec<String> = args.values_from_str("--url").map_err(pico_error)?;
     let port = last(&mut args, "--port", parse_port)?.unwrap_or(8080);
     let address = last(&mut args, "--address", parse_address)?;
-    let period = last(&mut args, "--period", parse_positive_duration)?
-        .unwrap_or(Duration::from_secs(2));
-    let latency = last(&mut args, "--latency", parse_positive_duration)?
-        .unwrap_or(Duration::from_secs(30));
+    let period =
+        last(&mut args, "--period", parse_positive_duration)?.unwrap_or(Duration::from_secs(2));
+    let latency =
+        last(&mut args, "--latency", parse_positive_duration)?.unwrap_or(Duration::from_secs(30));
     let timeout = last(&mut args, "--timeout", parse_positive_duration)?.unwrap_or(latency);
     let max_output = last(&mut args, "--max-output", parse_bytes)?.unwrap_or(DEFAULT_MAX_OUTPUT);
     let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
@@ -232,9 +232,7 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
 }
 
 fn looks_like_our_flag(value: &str) -> bool {
-    let body = value
-        .strip_prefix("--")
-        .or_else(|| value.strip_prefix('-'));
+    let body = value.strip_prefix("--").or_else(|| value.strip_prefix('-'));
     let name = body.map(|body| body.split_once('=').map_or(body, |(name, _)| name));
     name.is_some_and(|name| name == "h" || FLAGS.iter().any(|flag| flag.name == name))
 }
@@ -298,7 +296,9 @@ fn pair_probes(cmds: Vec<String>, urls: Vec<String>) -> Result<Vec<ProbeSpec>, S
     for (i, url) in urls.iter().enumerate() {
         check_url(url)?;
         if urls[..i].contains(url) {
-            return Err(format!("--url {url} is given twice; each URL serves one command"));
+            return Err(format!(
+                "--url {url} is given twice; each URL serves one command"
+            ));
         }
     }
     Ok(cmds
@@ -423,8 +423,10 @@ mod tests {
 
     #[test]
     fn mixed_spellings_keep_their_order() {
-        let config = run(&["--cmd=a", "--url=/a", "-cmd", "b", "-url", "/b", "--cmd", "c", "--url=/c"])
-            .unwrap();
+        let config = run(&[
+            "--cmd=a", "--url=/a", "-cmd", "b", "-url", "/b", "--cmd", "c", "--url=/c",
+        ])
+        .unwrap();
         assert_eq!(probes(&config), [("/a", "a"), ("/b", "b"), ("/c", "c")]);
     }
 
@@ -455,9 +457,15 @@ mod tests {
     #[test]
     fn help_and_version() {
         for arg in ["-h", "--help", "-help", "--h"] {
-            assert!(matches!(parse(vec![arg.into()]), Ok(Invocation::Help)), "{arg}");
+            assert!(
+                matches!(parse(vec![arg.into()]), Ok(Invocation::Help)),
+                "{arg}"
+            );
         }
-        assert!(matches!(parse(vec!["-version".into()]), Ok(Invocation::Version)));
+        assert!(matches!(
+            parse(vec!["-version".into()]),
+            Ok(Invocation::Version)
+        ));
     }
 
     #[test]
@@ -489,7 +497,10 @@ mod tests {
         ];
         for (args, needle) in cases {
             let error = run(args).expect_err(&format!("{args:?} should fail"));
-            assert!(error.contains(needle), "{args:?}: {error:?} lacks {needle:?}");
+            assert!(
+                error.contains(needle),
+                "{args:?}: {error:?} lacks {needle:?}"
+            );
             assert!(!error.contains('\n'), "{args:?}: error must be one line");
         }
     }

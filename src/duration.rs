@@ -153,7 +153,18 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for text in ["", "10", "s", "1.5", "1x", "-", ".s", "1s2", "9999999999h", "1 s"] {
+        for text in [
+            "",
+            "10",
+            "s",
+            "1.5",
+            "1x",
+            "-",
+            ".s",
+            "1s2",
+            "9999999999h",
+            "1 s",
+        ] {
             assert!(parse(text).is_err(), "{text:?} should be rejected");
         }
         assert!(parse("10").unwrap_err().contains("missing unit"));

@@ -63,7 +63,12 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
             Ok(rc)
         }
     }
-    fn set_option(fd: libc::c_int, level: libc::c_int, name: libc::c_int, on: bool) -> io::Result<()> {
+    fn set_option(
+        fd: libc::c_int,
+        level: libc::c_int,
+        name: libc::c_int,
+        on: bool,
+    ) -> io::Result<()> {
         let value: libc::c_int = on.into();
         // SAFETY: valid descriptor and a c_int option value.
         check(unsafe {
@@ -78,7 +83,8 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
         Ok(())
     }
     // SAFETY: plain syscall; the descriptor is owned right below.
-    let fd = check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, true)?;
@@ -165,9 +171,17 @@ fn answer(request: Request, front: &Front) {
             let answer = front.probes[*i].answer(Instant::now(), &front.policy);
             (answer.status, answer.body, "text/plain; charset=utf-8")
         }
-        Reply::Index => (200, index_page(front).into_bytes(), "text/html; charset=utf-8"),
+        Reply::Index => (
+            200,
+            index_page(front).into_bytes(),
+            "text/html; charset=utf-8",
+        ),
         Reply::Quit => (200, b"bye\n".to_vec(), "text/plain; charset=utf-8"),
-        Reply::NotFound => (404, b"404 page not found\n".to_vec(), "text/plain; charset=utf-8"),
+        Reply::NotFound => (
+            404,
+            b"404 page not found\n".to_vec(),
+            "text/plain; charset=utf-8",
+        ),
         Reply::MethodNotAllowed(_) => (
             405,
             b"405 method not allowed\n".to_vec(),

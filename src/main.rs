@@ -39,7 +39,7 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprintln!("exechealthz: {e} (see --help)");
+            eprintln!("exechealthz: {e}; see 'exechealthz --help'");
             std::process::exit(2);
         }
     };
@@ -105,7 +105,9 @@ fn run(config: Config) -> Result<(), String> {
     }
     let watched = Arc::clone(&probes);
     let latency = config.latency;
-    spawn("watchdog", move || watchdog::watch_forever(&watched, latency))?;
+    spawn("watchdog", move || {
+        watchdog::watch_forever(&watched, latency)
+    })?;
 
     process::exit_on_signal(signals, &children)
 }

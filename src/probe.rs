@@ -169,7 +169,10 @@ impl Runner<'_> {
                 if now >= killed + KILL_GRACE {
                     // Unkillable (stuck in the kernel): let the reaper have it.
                     if self.children.abandon(pid).is_none() {
-                        error!("command {:?} (pid {pid}) did not die after SIGKILL", self.cmd);
+                        error!(
+                            "command {:?} (pid {pid}) did not die after SIGKILL",
+                            self.cmd
+                        );
                     }
                     return Outcome::TimedOut(self.schedule.timeout);
                 }
@@ -246,7 +249,8 @@ fn poll_two(output: Option<&PipeReader>, wake: &PipeReader, timeout: Duration) -
         // Timeout, or EINTR: the caller re-checks its deadlines.
         return (false, false);
     }
-    let ready = |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    let ready =
+        |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
     (ready(&fds[1]), ready(&fds[0]))
 }
 

@@ -95,7 +95,11 @@ impl Children {
     /// its group ID cannot have been reused).
     pub fn kill_group(&self, pid: Pid) {
         let table = self.table();
-        if table.entries.iter().any(|e| e.pid == pid && e.status.is_none()) {
+        if table
+            .entries
+            .iter()
+            .any(|e| e.pid == pid && e.status.is_none())
+        {
             kill_group(pid);
         }
     }

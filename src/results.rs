@@ -16,7 +16,10 @@ use crate::log::result_timestamp;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Exited(i32),
-    Signaled { signal: i32, core_dumped: bool },
+    Signaled {
+        signal: i32,
+        core_dumped: bool,
+    },
     /// Killed, with its whole process group, after running this long.
     TimedOut(Duration),
     /// The command could not be started at all (e.g. `EAGAIN` under a pids limit).
@@ -371,7 +374,10 @@ mod tests {
             signal: 11,
             core_dumped: true,
         };
-        assert_eq!(segv.error().unwrap(), "signal: segmentation fault (core dumped)");
+        assert_eq!(
+            segv.error().unwrap(),
+            "signal: segmentation fault (core dumped)"
+        );
         assert_eq!(signal_name(64), "signal 64");
         assert_eq!(Outcome::Exited(0).error(), None);
     }
@@ -401,7 +407,11 @@ mod tests {
         let p = probe();
         let pol = policy(3, 2);
         p.record(run(Outcome::Exited(0), ""), &pol);
-        assert_eq!(p.answer(Instant::now(), &pol).status, 503, "1 of 2 successes");
+        assert_eq!(
+            p.answer(Instant::now(), &pol).status,
+            503,
+            "1 of 2 successes"
+        );
         let r = p.record(run(Outcome::Exited(0), ""), &pol);
         assert_eq!(r.to, Verdict::Passing);
         for _ in 0..2 {

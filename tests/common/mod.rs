@@ -1,0 +1,317 @@
+//! Test harness: starts the real binary on a free port and talks real HTTP
+//! to it over `std::net::TcpStream`. Every wait polls with a deadline.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_exechealthz");
+
+/// Generous: CI runs on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub struct Server {
+    pub child: Child,
+    pub address: SocketAddr,
+    logs: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Server {
+    /// Starts `exechealthz ARGS --port 0` and waits for its listening line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut command = Command::new(BIN);
+        command.args(args).arg("--port=0");
+        Server::start_command(command)
+    }
+
+    /// Starts a prepared command whose stderr carries our log, and waits for
+    /// the listening line.
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start exechealthz");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut server = Server {
+            child,
+            address: "127.0.0.1:1".parse().unwrap(),
+            logs,
+        };
+        let line = server.wait_log(|l| l.contains(" listening on "));
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        server.address = SocketAddr::from(([127, 0, 0, 1], port));
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Response {
+        http(self.address, method, path)
+    }
+
+    /// Polls `path` until `accept` holds; panics with the last answer.
+    pub fn wait_for(&self, path: &str, accept: impl Fn(&Response) -> bool) -> Response {
+        let start = Instant::now();
+        loop {
+            let response = self.get(path);
+            if accept(&response) {
+                return response;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting on {path}; last answer: {response:?}\nlogs: {:#?}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn wait_status(&self, path: &str, status: u16) -> Response {
+        self.wait_for(path, |r| r.status == status)
+    }
+
+    /// Waits for a log line matching `accept` and returns it.
+    pub fn wait_log(&self, accept: impl Fn(&str) -> bool) -> String {
+        let (lines, changed) = &*self.logs;
+        let mut guard = lines.lock().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(line) = guard.iter().find(|l| accept(l)) {
+                return line.clone();
+            }
+            let left = DEADLINE
+                .checked_sub(start.elapsed())
+                .unwrap_or_else(|| panic!("timed out waiting for a log line; logs: {:#?}", *guard));
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.0.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "server did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let rc = unsafe { libc_kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn http(address: SocketAddr, method: &str, path: &str) -> Response {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    send_raw(address, raw.as_bytes())
+}
+
+/// Sends raw bytes and parses the response read to end of stream.
+pub fn send_raw(address: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect_timeout(&address, DEADLINE).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).expect("read response");
+    parse_response(&bytes)
+}
+
+pub fn parse_response(bytes: &[u8]) -> Response {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    Response {
+        status,
+        headers,
+        body: bytes[split + 4..].to_vec(),
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(
+            format!(
+                "exechealthz-{name}-{}-{:?}",
+                std::process::id(),
+                Instant::now()
+            )
+            .replace([' ', '{', '}', ':', ','], ""),
+        );
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` until it returns Some, with the shared deadline.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A token unique to this test run, for finding our commands in /proc.
+pub fn unique_sleep() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // `sleep 999.<digits>`: a real sleep whose argv we can search for.
+    format!(
+        "999.{}{:04}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && pid != std::process::id() {
+            // Zombies have an empty cmdline, so these are live processes.
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A field of /proc/PID/status, in its unit (kB for memory).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Runs the binary to completion with `args` (for flag errors, --help).
+pub fn run_to_end(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} did not exit; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,115 @@
+//! Bad input on the real binary: one line on stderr naming the flag and
+//! the problem, a pointer to --help, exit status 2, nothing served.
+
+mod common;
+
+use common::*;
+
+fn assert_rejected(args: &[&str], needle: &str) {
+    let output = run_to_end(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line, got {stderr:?}"
+    );
+    assert!(stderr.starts_with("exechealthz: "), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} should name {needle:?}"
+    );
+    assert!(
+        stderr.contains("--help"),
+        "{args:?}: no pointer to --help: {stderr}"
+    );
+    assert!(
+        !stderr.contains("listening"),
+        "{args:?}: served before failing"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn bad_durations() {
+    assert_rejected(&["--period=10"], "--period");
+    assert_rejected(&["-period", "10"], "missing unit");
+    assert_rejected(&["--latency=1x"], "--latency");
+    assert_rejected(&["--latency=0"], "greater than zero");
+    assert_rejected(&["--period=-2s"], "--period");
+    assert_rejected(&["--timeout=soon"], "--timeout");
+}
+
+#[test]
+fn bad_numbers_and_addresses() {
+    assert_rejected(&["--port=65536"], "--port");
+    assert_rejected(&["-port", "eighty"], "--port");
+    assert_rejected(&["--address=example.com"], "--address");
+    assert_rejected(&["--max-output=huge"], "--max-output");
+    assert_rejected(&["--failure-threshold=0"], "--failure-threshold");
+    assert_rejected(&["--success-threshold=x"], "--success-threshold");
+    assert_rejected(&["--quiet=maybe"], "-quiet");
+}
+
+#[test]
+fn bad_flag_syntax() {
+    assert_rejected(&["--nosuch=1"], "unknown flag -nosuch");
+    assert_rejected(&["-cmd"], "flag needs an argument: -cmd");
+    assert_rejected(&["--cmd", "--url=/x"], "-cmd");
+    assert_rejected(&["ls", "/tmp"], "unexpected argument \"ls\"");
+    assert_rejected(&["--cmd=true", "--", "extra"], "extra");
+    assert_rejected(&["---cmd=x"], "bad flag syntax");
+}
+
+#[test]
+fn bad_commands_and_urls() {
+    assert_rejected(&["--cmd=a", "--cmd=b"], "same number of times");
+    assert_rejected(&["--cmd=a", "--url=/a", "--url=/b"], "same number of times");
+    assert_rejected(
+        &["--cmd=a", "--cmd=b", "--url=/a", "--url=/c", "--url=/d"],
+        "--url",
+    );
+    assert_rejected(&["--url=healthz"], "must start with /");
+    assert_rejected(&["--url=/a?b"], "--url");
+    assert_rejected(
+        &["--cmd=a", "--url=/x", "--cmd=b", "--url=/x"],
+        "given twice",
+    );
+    for reserved in ["/", "/quit", "/metrics", "/status"] {
+        assert_rejected(&[&format!("--url={reserved}")], "reserved");
+    }
+    assert_rejected(&["--cmd="], "empty");
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    for flag in ["-h", "--help", "-help"] {
+        let output = run_to_end(&[flag]);
+        assert!(output.status.success(), "{flag}");
+        let usage = String::from_utf8_lossy(&output.stdout);
+        for documented in [
+            "--cmd",
+            "--url",
+            "--port",
+            "--address",
+            "--period",
+            "--latency",
+            "--timeout",
+            "--max-output",
+            "--failure-threshold",
+            "--success-threshold",
+            "--output",
+            "--quiet",
+            "--enable-quit",
+            "--version",
+        ] {
+            assert!(
+                usage.contains(documented),
+                "{flag}: usage lacks {documented}"
+            );
+        }
+    }
+    let output = run_to_end(&["-version"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("exechealthz "));
+}

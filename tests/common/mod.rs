@@ -232,13 +232,22 @@ impl Drop for TempDir {
 }
 
 /// Polls `check` until it returns Some, with the shared deadline.
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    eventually_within(DEADLINE, what, check)
+}
+
+/// `eventually`, with a deadline of its own for long waits.
+pub fn eventually_within<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -266,7 +275,8 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) && pid != std::process::id() {
+        // Not the server (or unshare) whose own arguments carry the command.
+        if cmdline.contains(needle) && !cmdline.contains("exechealthz") {
             // Zombies have an empty cmdline, so these are live processes.
             found.push(pid);
         }

@@ -3,13 +3,14 @@
 CARGO ?= cargo
 BIN   := target/release/exechealthz
 
-.PHONY: help build server run test lint fmt clean
+.PHONY: help build server run test lint fmt bench clean
 
 help:
 	@echo "make build   release binary for this machine: $(BIN)"
 	@echo "make server  same as build, and copies it to ./exechealthz (the seed's 'make server')"
 	@echo "make run     run it with the default command on :8080 (ARGS='--cmd ...' to change)"
 	@echo "make test    formatting, clippy, unit and integration tests"
+	@echo "make bench   build the release binary and print its figures"
 	@echo "make clean   remove build output"
 
 build:
@@ -30,6 +31,9 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+bench: build
+	python3 bench/run.py $(BIN)
 
 clean:
 	$(CARGO) clean

@@ -257,22 +257,37 @@ fn children_of(parent: u32) -> Vec<(u32, char)> {
     found
 }
 
-/// Starts the binary as PID 1 of a new PID namespace; returns the server
-/// (whose child is `unshare`) and the binary's pid as seen from here.
-fn start_as_pid1(args: &[&str]) -> Option<(Server, u32)> {
+/// The binary as PID 1 of a new PID namespace: `server.child` is `unshare`,
+/// `inner` the binary's pid as seen from here.
+struct Pid1 {
+    server: Server,
+    inner: u32,
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        // Killing unshare would orphan the namespace; killing its PID 1
+        // ends everything in it.
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.inner.to_string()])
+            .status();
+    }
+}
+
+fn start_as_pid1(args: &[&str]) -> Option<Pid1> {
     if !can_unshare(&["--pid", "--fork", "--mount-proc"]) {
         return None;
     }
     let mut command = Command::new("unshare");
     command
-        .args(["--pid", "--fork", "--mount-proc", BIN])
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN])
         .args(args)
         .arg("--port=0");
     let server = Server::start_command(command);
     let inner = eventually("the namespaced process", || {
         children_of(server.pid()).first().map(|(pid, _)| *pid)
     });
-    Some((server, inner))
+    Some(Pid1 { server, inner })
 }
 
 #[test]
@@ -285,7 +300,7 @@ fn as_pid1_orphans_are_reaped_and_exit_statuses_kept() {
         "n=$(cat {runs} 2>/dev/null | wc -l); \
          if [ $n -lt 30 ]; then setsid sleep 0.01 & fi; echo x >> {runs}; exit 3"
     );
-    let Some((server, inner)) = start_as_pid1(&["--cmd", &cmd, "--period=10ms"]) else {
+    let Some(Pid1 { ref server, inner }) = start_as_pid1(&["--cmd", &cmd, "--period=10ms"]) else {
         return;
     };
     eventually("40 runs", || {
@@ -318,9 +333,10 @@ fn as_pid1_orphans_are_reaped_and_exit_statuses_kept() {
 fn as_pid1_sigterm_during_a_run_exits_zero() {
     let token = unique_sleep();
     let cmd = format!("sleep {token}");
-    let Some((mut server, inner)) = start_as_pid1(&["--cmd", &cmd]) else {
+    let Some(mut pid1) = start_as_pid1(&["--cmd", &cmd]) else {
         return;
     };
+    let inner = pid1.inner;
     eventually("the probe command to run", || {
         (!processes_with(&token).is_empty()).then_some(())
     });
@@ -329,28 +345,31 @@ fn as_pid1_sigterm_during_a_run_exits_zero() {
         .status()
         .unwrap();
     assert!(rc.success());
-    assert_eq!(server.wait_exit().code(), Some(0));
+    assert_eq!(pid1.server.wait_exit().code(), Some(0));
     gone(&token);
 }
 
-/// Fewest open fds and threads, and the RSS, over a few samples (a run in
-/// progress holds one more pipe for a moment).
+/// Open fds, threads and RSS (kB) of `pid`.
 fn footprint(pid: u32) -> (usize, u64, u64) {
-    let mut fds = usize::MAX;
-    let mut threads = u64::MAX;
-    for _ in 0..20 {
-        fds = fds.min(open_fds(pid));
-        threads = threads.min(proc_status(pid, "Threads"));
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    (fds, threads, proc_status(pid, "VmRSS"))
+    (
+        open_fds(pid),
+        proc_status(pid, "Threads"),
+        proc_status(pid, "VmRSS"),
+    )
 }
 
 #[test]
 fn no_leaks_over_thousands_of_runs() {
     let dir = TempDir::new("leaks");
-    let runs = dir.file("runs");
-    let cmd = format!("echo x >> {runs}");
+    let (runs, gate1, gate2) = (dir.file("runs"), dir.file("gate1"), dir.file("gate2"));
+    std::fs::write(&runs, "").unwrap();
+    // Runs 301 and 2301 wait at a gate, so both measurements are taken in
+    // the same state: one run under way.
+    let cmd = format!(
+        "n=$(wc -l < {runs}); echo x >> {runs}; \
+         if [ $n -eq 300 ]; then while [ ! -e {gate1} ]; do sleep 0.01; done; \
+         elif [ $n -eq 2300 ]; then while [ ! -e {gate2} ]; do sleep 0.01; done; fi"
+    );
     let server = Server::start(&["--cmd", &cmd, "--period=1ms", "--quiet"]);
     let count = || {
         std::fs::read_to_string(&runs)
@@ -358,12 +377,14 @@ fn no_leaks_over_thousands_of_runs() {
             .lines()
             .count()
     };
-    eventually("300 runs", || (count() >= 300).then_some(()));
+    eventually("300 runs", || (count() > 300).then_some(()));
     let before = footprint(server.pid());
+    std::fs::write(&gate1, "").unwrap();
     eventually_within(Duration::from_secs(120), "2000 more runs", || {
-        (count() >= 2300).then_some(())
+        (count() > 2300).then_some(())
     });
     let after = footprint(server.pid());
+    std::fs::write(&gate2, "").unwrap();
     assert_eq!(before.0, after.0, "open descriptors changed");
     assert_eq!(before.1, after.1, "thread count changed");
     assert!(

@@ -398,3 +398,16 @@ fn a_slow_probe_does_not_slow_the_others() {
     assert_eq!(server.get("/slow").status, 503);
     assert!(start.elapsed() < Duration::from_secs(15));
 }
+
+#[test]
+fn stdout_and_stderr_are_combined_in_order() {
+    let server = Server::start(&[
+        "--cmd=echo out; echo err >&2; echo out2",
+        "--output",
+        "--period=1h",
+    ]);
+    assert_eq!(
+        server.wait_status("/healthz", 200).text(),
+        "out\nerr\nout2\n"
+    );
+}

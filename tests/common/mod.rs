@@ -132,6 +132,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first, so the server kills its probes' process groups and
+        // no test leaves commands running behind it.
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc_kill(self.child.id() as i32, SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

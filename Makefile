@@ -1,26 +1,68 @@
-# exechealthz: build, run, test. `make help` lists the targets.
+# exechealthz: build, test, release. `make help` lists the targets.
+#
+# Release variables keep the Go original's interface:
+#   ARCH      amd64 (default), arm, arm64, ppc64le
+#   TAG       image tag (default: the version in Cargo.toml)
+#   REGISTRY  where images go (default gcr.io/google_containers)
+#   PREFIX    a whole image name instead of REGISTRY/exechealthz-ARCH
+#   CONTAINER_TOOL  docker, podman or buildah (default: detected)
+#   CROSS     cross (default: used when installed with a working engine)
 
-CARGO ?= cargo
-BIN   := target/release/exechealthz
+CARGO    ?= cargo
+ARCH     ?= amd64
+ALL_ARCH := amd64 arm arm64 ppc64le
+TAG      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+REGISTRY ?= gcr.io/google_containers
+IMAGE    := $(if $(PREFIX),$(PREFIX),$(REGISTRY)/exechealthz-$(ARCH))
+LEGACY_IMAGE := $(REGISTRY)/exechealthz
+SOURCE   ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
+BIN      := target/release/exechealthz
+STATIC   := bin/$(ARCH)/exechealthz
 
-.PHONY: help build server run test lint fmt bench clean
+# OCI platform of each ARCH.
+PLATFORM_amd64   := linux/amd64
+PLATFORM_arm     := linux/arm/v7
+PLATFORM_arm64   := linux/arm64
+PLATFORM_ppc64le := linux/ppc64le
+PLATFORM := $(PLATFORM_$(ARCH))
+
+# docker only where its daemon answers; then podman; then buildah.
+CONTAINER_TOOL ?= $(shell \
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then echo docker; \
+	elif command -v podman >/dev/null 2>&1; then echo podman; \
+	elif command -v buildah >/dev/null 2>&1; then echo buildah; \
+	else echo none; fi)
+# buildah without a daemon or fuse: vfs storage and chroot isolation work anywhere.
+BUILDAH ?= buildah --storage-driver vfs
+
+export CROSS_CONFIG ?= cross.toml
+
+.PHONY: help build server run test lint fmt bench container push push-legacy \
+	all-build all-container all-push version clean release-check
 
 help:
-	@echo "make build   release binary for this machine: $(BIN)"
-	@echo "make server  same as build, and copies it to ./exechealthz (the seed's 'make server')"
-	@echo "make run     run it with the default command on :8080 (ARGS='--cmd ...' to change)"
-	@echo "make test    formatting, clippy, unit and integration tests"
-	@echo "make bench   build the release binary and print its figures"
-	@echo "make clean   remove build output"
+	@echo "make run          build and serve the default probe on :8080 (ARGS='--cmd ...')"
+	@echo "make test         formatting, clippy, unit and integration tests"
+	@echo "make server       native release binary, copied to ./exechealthz"
+	@echo "make build        static binary for ARCH=$(ARCH) in bin/ARCH/exechealthz"
+	@echo "make container    FROM scratch image $(IMAGE):$(TAG) with $(CONTAINER_TOOL)"
+	@echo "make push         push it; push-legacy: also as $(LEGACY_IMAGE):$(TAG)"
+	@echo "make all-build, all-container, all-push: the same for $(ALL_ARCH)"
+	@echo "make bench        build the static binary and print its figures"
+	@echo "make release-check  build every ARCH, run each (qemu), build and run the image"
+	@echo "make version      print the version ($(TAG))"
+	@echo "make clean        remove build output"
 
-build:
+run:
 	$(CARGO) build --release --locked
+	$(BIN) $(ARGS)
 
-server: build
+server:
+	$(CARGO) build --release --locked
 	cp $(BIN) ./exechealthz
 
-run: build
-	$(BIN) $(ARGS)
+build:
+	scripts/build-static.sh $(ARCH)
 
 test: lint
 	$(CARGO) test --locked
@@ -32,8 +74,39 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-bench: build
-	python3 bench/run.py $(BIN)
+bench:
+	scripts/build-static.sh amd64
+	python3 bench/run.py bin/amd64/exechealthz
+
+container: build
+	@test "$(CONTAINER_TOOL)" != none || { echo "no container tool: install docker, podman or buildah" >&2; exit 1; }
+	$(if $(filter buildah,$(CONTAINER_TOOL)),$(BUILDAH) bud --isolation chroot,$(CONTAINER_TOOL) build) \
+		--platform $(PLATFORM) -f Containerfile.scratch \
+		--build-arg BIN=$(STATIC) --build-arg VERSION=$(TAG) --build-arg SOURCE=$(SOURCE) \
+		-t $(IMAGE):$(TAG) .
+	@echo "container: $(IMAGE):$(TAG)"
+
+push: container
+	$(if $(filter buildah,$(CONTAINER_TOOL)),$(BUILDAH),$(CONTAINER_TOOL)) push $(IMAGE):$(TAG)
+
+push-legacy: container
+	$(if $(filter buildah,$(CONTAINER_TOOL)),$(BUILDAH),$(CONTAINER_TOOL)) tag $(IMAGE):$(TAG) $(LEGACY_IMAGE):$(TAG)
+	$(if $(filter buildah,$(CONTAINER_TOOL)),$(BUILDAH),$(CONTAINER_TOOL)) push $(LEGACY_IMAGE):$(TAG)
+
+all-build:
+	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory build ARCH=$$arch || exit 1; done
+
+all-container:
+	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory container ARCH=$$arch || exit 1; done
+
+all-push:
+	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory push ARCH=$$arch || exit 1; done
+
+release-check:
+	scripts/release-check.sh
+
+version:
+	@echo $(TAG)
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds a static exechealthz for one release architecture into
+# bin/ARCH/exechealthz (`make build ARCH=...` calls this).
+#
+#   amd64   -> x86_64-unknown-linux-musl
+#   arm     -> armv7-unknown-linux-musleabihf
+#   arm64   -> aarch64-unknown-linux-musl
+#   ppc64le -> powerpc64le-unknown-linux-musl
+#
+# With `cross` (CROSS=cross, or found with a working container engine) the
+# real musl target is built in cross's image. Otherwise cargo builds it with
+# what this machine has; where no musl std can be had for the target (rustup
+# cannot download it), it falls back to a static build of the gnu twin with
+# Debian's cross gcc as linker, and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+arch=${1:?usage: build-static.sh ARCH (amd64, arm, arm64, ppc64le)}
+case $arch in
+  amd64)   musl=x86_64-unknown-linux-musl;      gnu=x86_64-unknown-linux-gnu;       gcc=gcc ;;
+  arm)     musl=armv7-unknown-linux-musleabihf; gnu=armv7-unknown-linux-gnueabihf;  gcc=arm-linux-gnueabihf-gcc ;;
+  arm64)   musl=aarch64-unknown-linux-musl;     gnu=aarch64-unknown-linux-gnu;      gcc=aarch64-linux-gnu-gcc ;;
+  ppc64le) musl=powerpc64le-unknown-linux-musl; gnu=powerpc64le-unknown-linux-gnu;  gcc=powerpc64le-linux-gnu-gcc ;;
+  *) echo "build-static.sh: unknown ARCH '$arch' (amd64, arm, arm64, ppc64le)" >&2; exit 2 ;;
+esac
+out=bin/$arch/exechealthz
+mkdir -p "bin/$arch"
+
+# CARGO_TARGET_<TRIPLE>_<NAME>=value, for one target only.
+target_env() {
+  local triple=$1 name=$2 value=$3
+  local upper
+  upper=$(echo "$triple" | tr 'a-z-' 'A-Z_')
+  export "CARGO_TARGET_${upper}_${name}=${value}"
+}
+
+engine_works() {
+  { command -v docker >/dev/null && docker info >/dev/null 2>&1; } ||
+    { command -v podman >/dev/null && podman info >/dev/null 2>&1; }
+}
+
+has_std() {
+  [ -d "$(rustc --print sysroot)/lib/rustlib/$1/lib" ]
+}
+
+if [ -z "${CROSS:-}" ] && command -v cross >/dev/null && engine_works; then
+  CROSS=cross
+fi
+
+if [ -n "${CROSS:-}" ]; then
+  echo "build-static: $CROSS build --target $musl"
+  CROSS_CONFIG=${CROSS_CONFIG:-cross.toml} "$CROSS" build --release --locked --target "$musl"
+  built=target/$musl/release/exechealthz
+else
+  has_std "$musl" || rustup target add "$musl" >/dev/null 2>&1 || true
+  if has_std "$musl"; then
+    echo "build-static: cargo build --target $musl"
+    target_env "$musl" RUSTFLAGS "-C target-feature=+crt-static"
+    # Foreign musl targets link with rust-lld and the musl objects rustup ships.
+    [ "$arch" = amd64 ] || target_env "$musl" LINKER rust-lld
+    cargo build --release --locked --target "$musl"
+    built=target/$musl/release/exechealthz
+  else
+    echo "build-static: NOTE: no musl std for $musl on this machine;"
+    echo "build-static: NOTE: building a static binary of its gnu twin $gnu instead (glibc, +crt-static)"
+    has_std "$gnu" || rustup target add "$gnu"
+    command -v "$gcc" >/dev/null || {
+      echo "build-static: $gcc is missing (Debian: apt-get install gcc-${gcc%-gcc})" >&2
+      exit 1
+    }
+    target_env "$gnu" RUSTFLAGS "-C target-feature=+crt-static"
+    target_env "$gnu" LINKER "$gcc"
+    cargo build --release --locked --target "$gnu"
+    built=target/$gnu/release/exechealthz
+  fi
+fi
+
+cp "$built" "$out"
+echo "build-static: $out ($(stat -c %s "$out") bytes): $(file -b "$out" 2>/dev/null || echo 'file(1) not installed')"

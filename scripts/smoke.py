@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Starts a command that runs exechealthz (with --port=0 added), waits for
+its listening line, GETs a path and checks the status; then SIGTERMs it and
+checks it exits 0. Used by release-check.sh on each binary and the image.
+
+usage: smoke.py PATH STATUS -- COMMAND...
+"""
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def main():
+    path, status = sys.argv[1], int(sys.argv[2])
+    command = sys.argv[sys.argv.index("--") + 1:] + ["--port=0"]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port = None
+    deadline = time.time() + 30  # qemu is slow to start
+    while port is None and time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        m = re.search(r"listening on .*:(\d+)$", line.strip())
+        if m:
+            port = int(m.group(1))
+    if port is None:
+        proc.kill()
+        sys.exit(f"smoke: {command} did not start")
+    got, body = None, b""
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                got, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            got, body = e.code, e.read()
+        if got == status:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=10)
+    print(f"smoke: {' '.join(command[:2])}... GET {path} -> {got}; exit {code}")
+    if got != status or code != 0:
+        sys.exit(f"smoke: wanted {status} and exit 0; body: {body[:200]!r}")
+
+
+if __name__ == "__main__":
+    main()

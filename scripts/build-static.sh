@@ -55,7 +55,7 @@ else
   has_std "$musl" || rustup target add "$musl" >/dev/null 2>&1 || true
   if has_std "$musl"; then
     echo "build-static: cargo build --target $musl"
-    target_env "$musl" RUSTFLAGS "-C target-feature=+crt-static"
+    # RUSTFLAGS for musl targets come from .cargo/config.toml.
     # Foreign musl targets link with rust-lld and the musl objects rustup ships.
     [ "$arch" = amd64 ] || target_env "$musl" LINKER rust-lld
     cargo build --release --locked --target "$musl"
@@ -68,7 +68,7 @@ else
       echo "build-static: $gcc is missing (Debian: apt-get install gcc-${gcc%-gcc})" >&2
       exit 1
     }
-    target_env "$gnu" RUSTFLAGS "-C target-feature=+crt-static"
+    target_env "$gnu" RUSTFLAGS "-C target-feature=+crt-static -C relocation-model=static"
     target_env "$gnu" LINKER "$gcc"
     cargo build --release --locked --target "$gnu"
     built=target/$gnu/release/exechealthz

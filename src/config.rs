@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::duration;
+use crate::{duration, json};
 
 /// What the arguments ask for.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ pub struct Config {
     pub quiet: bool,
     pub output: bool,
     pub enable_quit: bool,
+    pub json_logs: bool,
 }
 
 /// One command and the URL that serves its result.
@@ -78,6 +79,7 @@ const FLAGS: &[Flag] = &[
     value("max-output"),
     value("failure-threshold"),
     value("success-threshold"),
+    value("log-format"),
     boolean("quiet"),
     boolean("output"),
     boolean("enable-quit"),
@@ -105,6 +107,7 @@ Flags may be written -name value, -name=value, --name value or --name=value.
   --success-threshold N    consecutive successes before a probe passes (default 1)
   --output                 answer with the command's output instead of 'ok'
   --quiet                  log only errors
+  --log-format FORMAT      text (Go's log format, default) or json (one object per line)
   --enable-quit            serve /quit, which stops the process (off: 404)
   --version                print the version and exit
   -h, --help               print this help and exit
@@ -137,10 +140,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let max_output = last(&mut args, "--max-output", parse_bytes)?.unwrap_or(DEFAULT_MAX_OUTPUT);
     let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
     let success_threshold = last(&mut args, "--success-threshold", parse_threshold)?.unwrap_or(1);
+    let json_logs = last(&mut args, "--log-format", parse_log_format)?.unwrap_or(false);
     let leftover = args.finish();
     if let Some(arg) = leftover.first() {
         // The canonical form leaves nothing unconsumed; this is a safety net.
-        return Err(format!("unexpected argument {arg:?}"));
+        return Err(format!(
+            "unexpected argument {}",
+            json::string(&arg.to_string_lossy())
+        ));
     }
 
     Ok(Invocation::Run(Config {
@@ -156,6 +163,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         quiet,
         output,
         enable_quit,
+        json_logs,
     }))
 }
 
@@ -172,18 +180,25 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     // Booleans: Go lets a later `-quiet=false` undo an earlier `-quiet`.
     let mut booleans: Vec<(&'static str, bool)> = Vec::new();
     while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))?;
+        let arg = arg.into_string().map_err(|arg| {
+            format!(
+                "argument {} is not valid UTF-8",
+                json::string(&arg.to_string_lossy())
+            )
+        })?;
         if arg == "--" {
             if let Some(extra) = args.next() {
-                return Err(format!("unexpected argument {extra:?}"));
+                return Err(format!(
+                    "unexpected argument {}",
+                    json::string(&extra.to_string_lossy())
+                ));
             }
             break;
         }
         let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
             return Err(format!(
-                "unexpected argument {arg:?} (flags start with -; quote a command with spaces)"
+                "unexpected argument {} (flags start with -; quote a command with spaces)",
+                json::string(&arg)
             ));
         };
         if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
@@ -202,7 +217,7 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             let on = match inline_value {
                 None => true,
                 Some(text) => parse_go_bool(text)
-                    .ok_or_else(|| format!("invalid boolean {text:?} for -{name}"))?,
+                    .ok_or_else(|| format!("invalid boolean {} for -{name}", json::string(text)))?,
             };
             booleans.retain(|(seen, _)| *seen != flag.name);
             booleans.push((flag.name, on));
@@ -214,7 +229,12 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
                 .next()
                 .ok_or_else(|| format!("flag needs an argument: -{name}"))?
                 .into_string()
-                .map_err(|arg| format!("value {arg:?} for -{name} is not valid UTF-8"))?,
+                .map_err(|arg| {
+                    format!(
+                        "value {} for -{name} is not valid UTF-8",
+                        json::string(&arg.to_string_lossy())
+                    )
+                })?,
         };
         if looks_like_our_flag(&value) {
             // Go would take it as the value; in a pod spec it is a missing one.
@@ -258,7 +278,10 @@ fn last<T>(
             Ok(Some(value)) => found = Some(value),
             Ok(None) => return Ok(found),
             Err(pico_args::Error::Utf8ArgumentParsingFailed { value, cause }) => {
-                return Err(format!("invalid value {value:?} for {key}: {cause}"));
+                return Err(format!(
+                    "invalid value {} for {key}: {cause}",
+                    json::string(&value)
+                ));
             }
             Err(other) => return Err(pico_error(other)),
         }
@@ -310,13 +333,17 @@ fn pair_probes(cmds: Vec<String>, urls: Vec<String>) -> Result<Vec<ProbeSpec>, S
 
 fn check_url(url: &str) -> Result<(), String> {
     if !url.starts_with('/') {
-        return Err(format!("--url {url:?} must start with /"));
+        return Err(format!("--url {} must start with /", json::string(url)));
     }
     if let Some(bad) = url
         .chars()
         .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
     {
-        return Err(format!("--url {url:?} must not contain {bad:?}"));
+        return Err(format!(
+            "--url {} must not contain {}",
+            json::string(url),
+            json::string(&bad.to_string())
+        ));
     }
     if crate::http::RESERVED_PATHS.contains(&url) {
         return Err(format!(
@@ -348,6 +375,31 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// `json` → true, `text` → false.
+fn parse_log_format(text: &str) -> Result<bool, String> {
+    match text {
+        "json" => Ok(true),
+        "text" => Ok(false),
+        _ => Err("must be text or json".into()),
+    }
+}
+
+/// Whether the arguments ask for JSON logs, read without validating the
+/// rest: a flag error is then reported in the format the user chose.
+pub fn wants_json_logs(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let mut json = false;
+    for (i, arg) in args.iter().enumerate() {
+        let body = arg.trim_start_matches('-');
+        if body == "log-format" {
+            json = args.get(i + 1) == Some(&"json");
+        } else if let Some(value) = body.strip_prefix("log-format=") {
+            json = value == "json";
+        }
+    }
+    json
 }
 
 fn parse_threshold(text: &str) -> Result<u32, String> {
@@ -403,7 +455,7 @@ mod tests {
         assert_eq!(config.latency, Duration::from_secs(30));
         assert_eq!(config.timeout, config.latency);
         assert_eq!(config.max_output, DEFAULT_MAX_OUTPUT);
-        assert!(!config.quiet && !config.output && !config.enable_quit);
+        assert!(!config.quiet && !config.output && !config.enable_quit && !config.json_logs);
         assert_eq!(config.address, None);
     }
 
@@ -481,6 +533,7 @@ mod tests {
             (&["--max-output=lots"], "--max-output"),
             (&["--failure-threshold=0"], "--failure-threshold"),
             (&["--success-threshold=-1"], "--success-threshold"),
+            (&["--log-format=xml"], "--log-format"),
             (&["--nosuch"], "-nosuch"),
             (&["--cmd"], "-cmd"),
             (&["--cmd", "--url"], "-cmd"),
@@ -503,6 +556,23 @@ mod tests {
             );
             assert!(!error.contains('\n'), "{args:?}: error must be one line");
         }
+    }
+
+    #[test]
+    fn log_format() {
+        assert!(run(&["--log-format=json"]).unwrap().json_logs);
+        assert!(!run(&["-log-format", "text"]).unwrap().json_logs);
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(wants_json_logs(&args(&[
+            "-log-format",
+            "json",
+            "--period=1"
+        ])));
+        assert!(wants_json_logs(&args(&["--log-format=json"])));
+        assert!(!wants_json_logs(&args(&[
+            "--log-format=json",
+            "--log-format=text"
+        ])));
     }
 
     #[test]

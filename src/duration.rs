@@ -62,7 +62,7 @@ pub fn parse(text: &str) -> Result<Nanos, String> {
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|(_, scale)| *scale)
-            .ok_or_else(|| format!("unknown unit {unit:?} (use ns, us, ms, s, m or h)"))?;
+            .ok_or_else(|| format!("unknown unit \"{unit}\" (use ns, us, ms, s, m or h)"))?;
         let whole: u128 = if int_digits.is_empty() {
             0
         } else {
@@ -111,6 +111,12 @@ pub fn format(d: Duration) -> String {
         (0, m) => format!("{m}m{seconds}s"),
         (h, m) => format!("{h}h{m}m{seconds}s"),
     }
+}
+
+/// Seconds with nine decimals (`0.001178948`), for metrics and JSON: exact,
+/// and without pulling float formatting into the binary.
+pub fn seconds(d: Duration) -> String {
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
 /// `value / unit` with the remainder as decimals, trailing zeros dropped.
@@ -168,6 +174,12 @@ mod tests {
             assert!(parse(text).is_err(), "{text:?} should be rejected");
         }
         assert!(parse("10").unwrap_err().contains("missing unit"));
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(seconds(Duration::from_nanos(1_178_948)), "0.001178948");
+        assert_eq!(seconds(Duration::from_secs(90)), "90.000000000");
     }
 
     #[test]

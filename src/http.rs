@@ -10,13 +10,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::process::Children;
 use crate::results::{Policy, Probe};
-use crate::{error, info};
+use crate::{error, info, metrics, status};
 
 /// Paths the server answers itself; no `--url` may take one.
 pub const RESERVED_PATHS: &[&str] = &["/", "/quit", "/metrics", "/status"];
@@ -31,6 +32,33 @@ pub struct Front {
     pub children: Arc<Children>,
     pub policy: Policy,
     pub enable_quit: bool,
+    pub started: SystemTime,
+    pub requests: RequestCounts,
+}
+
+/// Every status code we answer with, for `/metrics`.
+const CODES: [u16; 8] = [200, 400, 404, 405, 408, 413, 431, 503];
+
+/// Answers counted by status code.
+#[derive(Default)]
+pub struct RequestCounts([AtomicU64; CODES.len()]);
+
+impl RequestCounts {
+    pub fn count(&self, code: u16) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (code, count) for the codes answered at least once.
+    pub fn snapshot(&self) -> Vec<(u16, u64)> {
+        CODES
+            .iter()
+            .zip(&self.0)
+            .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }
 
 /// Binds `address:port`; with no address, `[::]` accepting IPv4 too, or
@@ -137,6 +165,8 @@ fn work(server: &Server, front: &Front) {
 enum Reply {
     Probe(usize),
     Index,
+    Metrics,
+    Status,
     Quit,
     NotFound,
     MethodNotAllowed(&'static str),
@@ -148,6 +178,10 @@ fn route(method: &Method, path: &str, front: &Front) -> Reply {
         (read_only, Reply::Probe(i))
     } else if path == "/" {
         (read_only, Reply::Index)
+    } else if path == "/metrics" {
+        (read_only, Reply::Metrics)
+    } else if path == "/status" {
+        (read_only, Reply::Status)
     } else if path == "/quit" && front.enable_quit {
         return match method {
             Method::Get | Method::Post => Reply::Quit,
@@ -164,12 +198,32 @@ fn route(method: &Method, path: &str, front: &Front) -> Reply {
 }
 
 fn answer(request: Request, front: &Front) {
-    let path = request.url().split('?').next().unwrap_or("/");
+    let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
     let reply = route(request.method(), path, front);
     let (status, body, content_type) = match &reply {
         Reply::Probe(i) => {
             let answer = front.probes[*i].answer(Instant::now(), &front.policy);
             (answer.status, answer.body, "text/plain; charset=utf-8")
+        }
+        Reply::Metrics => {
+            // Counted before rendering, so a scrape sees itself.
+            front.requests.count(200);
+            let text = metrics::render(
+                &front.probes,
+                &front.policy,
+                front.started,
+                &front.requests.snapshot(),
+            );
+            (200, text.into_bytes(), metrics::CONTENT_TYPE)
+        }
+        Reply::Status => {
+            let rendered = status::render(&front.probes, &front.policy, query);
+            let content_type = if rendered.json {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            (rendered.status, rendered.body.into_bytes(), content_type)
         }
         Reply::Index => (
             200,
@@ -195,6 +249,9 @@ fn answer(request: Request, front: &Front) {
     if let Reply::MethodNotAllowed(allow) = reply {
         response.add_header(header("Allow", allow));
     }
+    if !matches!(reply, Reply::Metrics) {
+        front.requests.count(status);
+    }
     // An error here means the client went away: nothing to do for it.
     let _ = request.respond(response);
     if let Reply::Quit = reply {
@@ -219,7 +276,12 @@ fn index_page(front: &Front) -> String {
             escape_html(&probe.spec.cmd)
         ));
     }
-    page.push_str("</ul>\n<h2>Server</h2>\n<ul>\n<li><a href=\"/\">/</a>: this page</li>\n");
+    page.push_str(
+        "</ul>\n<h2>Server</h2>\n<ul>\n<li><a href=\"/\">/</a>: this page</li>\n\
+         <li><a href=\"/status\">/status</a>: every probe at once \
+         (<a href=\"/status?format=json\">JSON</a>; ?exclude=URL)</li>\n\
+         <li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+    );
     if front.enable_quit {
         page.push_str("<li>/quit: stops the process (GET or POST)</li>\n");
     }

@@ -10,37 +10,85 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::json;
+
 static QUIET: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// With quiet set, only errors are written.
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
-/// Writes an informational line, unless `--quiet`.
-pub fn info(message: std::fmt::Arguments) {
-    if !QUIET.load(Ordering::Relaxed) {
-        write_line(message);
-    }
+/// `--log-format json`: one JSON object per line from here on.
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
 }
 
-/// Writes a line whatever `--quiet` says: the start-up line, which tells
-/// where we listen.
-pub fn always(message: std::fmt::Arguments) {
-    write_line(message);
+#[derive(Clone, Copy, PartialEq)]
+pub enum Level {
+    Info,
+    Error,
+}
+
+/// A field of a JSON log line; text lines carry the same facts in words.
+pub enum Value<'a> {
+    Str(&'a str),
+    Num(String),
+}
+
+/// Writes an informational line, unless `--quiet`.
+pub fn info(message: std::fmt::Arguments) {
+    event(Level::Info, message, &[]);
 }
 
 /// Writes an error line, always.
 pub fn error(message: std::fmt::Arguments) {
-    write_line(message);
+    event(Level::Error, message, &[]);
 }
 
-fn write_line(message: std::fmt::Arguments) {
+/// Writes a line whatever `--quiet` says: the start-up line, which tells
+/// where we listen.
+pub fn always(message: std::fmt::Arguments, fields: &[(&str, Value)]) {
+    write_line(Level::Info, message, fields);
+}
+
+/// Writes a line with fields for JSON logs, unless quiet hides its level.
+pub fn event(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)]) {
+    if level == Level::Error || !QUIET.load(Ordering::Relaxed) {
+        write_line(level, message, fields);
+    }
+}
+
+fn write_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)]) {
+    let now = SystemTime::now();
     let message = message.to_string();
-    // One event, one line: command output in a message keeps its line
-    // breaks escaped, so log shippers do not split it.
-    let message = message.trim_end_matches('\n').replace('\n', "\\n");
-    let line = format!("{} {message}\n", log_timestamp(SystemTime::now()));
+    let message = message.trim_end_matches('\n');
+    let line = if JSON.load(Ordering::Relaxed) {
+        let mut line = format!(
+            "{{\"time\":{},\"level\":{},\"msg\":{}",
+            json::string(&rfc3339(now)),
+            json::string(if level == Level::Error {
+                "error"
+            } else {
+                "info"
+            }),
+            json::string(message)
+        );
+        for (key, value) in fields {
+            let value = match value {
+                Value::Str(text) => json::string(text),
+                Value::Num(number) => number.clone(),
+            };
+            line.push_str(&format!(",{}:{value}", json::string(key)));
+        }
+        line.push_str("}\n");
+        line
+    } else {
+        // One event, one line: command output in a message keeps its line
+        // breaks escaped, so log shippers do not split it.
+        format!("{} {}\n", log_timestamp(now), message.replace('\n', "\\n"))
+    };
     // Nothing sensible can be done when stderr is gone; the probes go on.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
@@ -111,6 +159,21 @@ pub fn log_timestamp(time: SystemTime) -> String {
     )
 }
 
+/// `2006-01-02T15:04:05.999999Z`, for JSON logs.
+pub fn rfc3339(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.nanos / 1000
+    )
+}
+
 /// `2006-01-02 15:04:05.999999999 +0000 UTC`, Go's `time.Time.String` in UTC,
 /// as the original printed when a result was taken.
 pub fn result_timestamp(time: SystemTime) -> String {
@@ -142,6 +205,10 @@ mod tests {
         assert_eq!(
             result_timestamp(at(1_436_403_585, 698_036_238)),
             "2015-07-09 00:59:45.698036238 +0000 UTC"
+        );
+        assert_eq!(
+            rfc3339(at(1_436_403_585, 698_036_238)),
+            "2015-07-09T00:59:45.698036Z"
         );
     }
 }

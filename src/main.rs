@@ -10,10 +10,13 @@
 mod config;
 mod duration;
 mod http;
+mod json;
 mod log;
+mod metrics;
 mod probe;
 mod process;
 mod results;
+mod status;
 mod watchdog;
 
 use std::sync::Arc;
@@ -27,7 +30,10 @@ use results::{Policy, Probe};
 const THREAD_STACK: usize = 128 * 1024;
 
 fn main() {
-    let args = std::env::args_os().skip(1).collect();
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    log::set_json(config::wants_json_logs(&args));
+    // A panic aborts (see Cargo.toml); its message goes out as a log line.
+    std::panic::set_hook(Box::new(|panic| error!("panic: {panic}")));
     let config = match config::parse(args) {
         Ok(Invocation::Run(config)) => config,
         Ok(Invocation::Help) => {
@@ -39,7 +45,12 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprintln!("exechealthz: {e}; see 'exechealthz --help'");
+            // Text: a plain line, as Go's flag package prints its errors.
+            if config::wants_json_logs(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
+                error!("exechealthz: {e}; see 'exechealthz --help'");
+            } else {
+                eprintln!("exechealthz: {e}; see 'exechealthz --help'");
+            }
             std::process::exit(2);
         }
     };
@@ -51,6 +62,7 @@ fn main() {
 
 fn run(config: Config) -> Result<(), String> {
     log::set_quiet(config.quiet);
+    log::set_json(config.json_logs);
     process::reset_signal_state().map_err(|e| format!("cannot reset signal state: {e}"))?;
     // Signals first: a SIGTERM from here on stops us cleanly.
     let signals = process::exit_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -81,19 +93,24 @@ fn run(config: Config) -> Result<(), String> {
         children: Arc::clone(&children),
         policy,
         enable_quit: config.enable_quit,
+        started: std::time::SystemTime::now(),
+        requests: http::RequestCounts::default(),
     };
     let address = http::serve(listener, Arc::new(front))
         .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
-    log::always(format_args!(
-        "exechealthz {} listening on {address}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    log::always(
+        format_args!(
+            "exechealthz {} listening on {address}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        &[("address", log::Value::Str(&address.to_string()))],
+    );
 
     for (i, spec) in config.probes.iter().enumerate() {
         info!(
-            "probe {}: running {:?} every {} (timeout {})",
+            "probe {}: running {} every {} (timeout {})",
             spec.url,
-            spec.cmd,
+            json::string(&spec.cmd),
             duration::format(config.period),
             duration::format(config.timeout)
         );

@@ -14,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::error;
+use crate::log::{self, Level, Value};
 use crate::process::{Children, Pid, WaitStatus};
 use crate::results::{Outcome, Policy, Probe, Run, Verdict};
-use crate::{error, info};
 
 /// How long to keep reading after the command exited, for output still in
 /// flight from the group members that were just killed.
@@ -58,29 +59,53 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         let started = Instant::now();
         probe.run_started(started);
         let run = runner.run_once(started);
-        let failure = (!run.outcome.passed()).then(|| (run.describe(), run.duration));
+        log_failure(probe, &run);
         let recorded = probe.record(run, &policy);
-        log_run(probe, failure, recorded.from, recorded.to);
+        log_change(probe, recorded.from, recorded.to);
         // A run longer than the period delays the next one, which then
         // starts at once: runs never overlap.
         next_start = started + schedule.period;
     }
 }
 
-fn log_run(probe: &Probe, failure: Option<(String, Duration)>, from: Verdict, to: Verdict) {
+fn log_failure(probe: &Probe, run: &Run) {
     let url = &probe.spec.url;
-    if let Some((described, took)) = &failure {
-        error!(
-            "Healthz probe on {url} error: {described} (took {})",
-            crate::duration::format(*took)
+    if let Some(error) = run.outcome.error() {
+        log::event(
+            Level::Error,
+            format_args!(
+                "Healthz probe on {url} error: {} (took {})",
+                run.describe(),
+                crate::duration::format(run.duration)
+            ),
+            &[
+                ("url", Value::Str(url)),
+                ("cmd", Value::Str(&probe.spec.cmd)),
+                ("error", Value::Str(&error)),
+                ("exit_code", Value::Num(run.outcome.exit_code().to_string())),
+                (
+                    "duration_seconds",
+                    Value::Num(crate::duration::seconds(run.duration)),
+                ),
+                ("output", Value::Str(&String::from_utf8_lossy(&run.output))),
+            ],
         );
     }
+}
+
+fn log_change(probe: &Probe, from: Verdict, to: Verdict) {
+    let url = &probe.spec.url;
     if from != to {
-        match to {
-            Verdict::Failing => error!("probe {url} is now failing"),
-            Verdict::Passing => info!("probe {url} is now passing"),
-            Verdict::Pending => {}
-        }
+        let (level, state) = match to {
+            Verdict::Failing => (Level::Error, "failing"),
+            Verdict::Passing => (Level::Info, "passing"),
+            Verdict::Pending => return,
+        };
+        log::event(
+            level,
+            format_args!("probe {url} is now {state}"),
+            &[("url", Value::Str(url)), ("state", Value::Str(state))],
+        );
     }
 }
 
@@ -170,8 +195,8 @@ impl Runner<'_> {
                     // Unkillable (stuck in the kernel): let the reaper have it.
                     if self.children.abandon(pid).is_none() {
                         error!(
-                            "command {:?} (pid {pid}) did not die after SIGKILL",
-                            self.cmd
+                            "command {} (pid {pid}) did not die after SIGKILL",
+                            crate::json::string(self.cmd)
                         );
                     }
                     return Outcome::TimedOut(self.schedule.timeout);

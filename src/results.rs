@@ -163,6 +163,9 @@ struct State {
     running_since: Option<Instant>,
     /// When the probe started, the age of "no result yet".
     created_at: Instant,
+    runs: u64,
+    failures: u64,
+    timeouts: u64,
     /// Whether the watchdog already reported the current stale spell.
     stale_reported: bool,
 }
@@ -193,6 +196,9 @@ impl Probe {
                 last_failure: None,
                 running_since: None,
                 created_at: Instant::now(),
+                runs: 0,
+                failures: 0,
+                timeouts: 0,
                 stale_reported: false,
             }),
         }
@@ -214,6 +220,10 @@ impl Probe {
         let from = state.verdict;
         state.running_since = None;
         state.stale_reported = false;
+        state.runs += 1;
+        if let Outcome::TimedOut(_) = run.outcome {
+            state.timeouts += 1;
+        }
         if run.outcome.passed() {
             state.consecutive_successes += 1;
             state.consecutive_failures = 0;
@@ -222,6 +232,7 @@ impl Probe {
             }
             state.last_success = Some(run);
         } else {
+            state.failures += 1;
             state.consecutive_failures += 1;
             state.consecutive_successes = 0;
             if state.consecutive_failures >= policy.failure_threshold {
@@ -295,6 +306,39 @@ impl Probe {
         }
     }
 
+    /// Everything `/metrics` and `/status` report, copied under the lock.
+    pub fn snapshot(&self, now: Instant, policy: &Policy) -> Snapshot {
+        let state = self.state();
+        let latest = latest(&state).cloned();
+        let stale = latest
+            .as_ref()
+            .is_some_and(|run| now.saturating_duration_since(run.finished_at) > policy.latency);
+        let reason = match state.verdict {
+            Verdict::Pending => Some("no verdict yet".to_string()),
+            Verdict::Failing => state
+                .last_failure
+                .as_ref()
+                .and_then(|run| run.outcome.error()),
+            Verdict::Passing if stale => Some(format!(
+                "latest result too old (older than --latency {})",
+                duration::format(policy.latency)
+            )),
+            Verdict::Passing => None,
+        };
+        Snapshot {
+            verdict: state.verdict,
+            stale,
+            passes: reason.is_none(),
+            reason,
+            runs: state.runs,
+            failures: state.failures,
+            timeouts: state.timeouts,
+            consecutive_successes: state.consecutive_successes,
+            consecutive_failures: state.consecutive_failures,
+            latest,
+        }
+    }
+
     /// For the watchdog: `Some(age)` the first time, per stale spell, that the
     /// newest result (or, before any, the probe's start) is older than
     /// `latency`; `None` otherwise. Also says how long a run has been going.
@@ -312,6 +356,36 @@ impl Probe {
                 .running_since
                 .map(|start| now.saturating_duration_since(start)),
         })
+    }
+}
+
+/// A copy of a probe's state at one instant.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub verdict: Verdict,
+    /// The newest result is older than `--latency`.
+    pub stale: bool,
+    /// What the probe's URL answers 200 for.
+    pub passes: bool,
+    /// Why it does not pass, on one line.
+    pub reason: Option<String>,
+    pub runs: u64,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+    pub latest: Option<Run>,
+}
+
+impl Outcome {
+    /// The exit code for reports: the code, `128 + N` for signal N (as
+    /// shells say it), `-1` when the command did not finish by itself.
+    pub fn exit_code(&self) -> i64 {
+        match self {
+            Outcome::Exited(code) => i64::from(*code),
+            Outcome::Signaled { signal, .. } => 128 + i64::from(*signal),
+            Outcome::TimedOut(_) | Outcome::SpawnFailed(_) => -1,
+        }
     }
 }
 

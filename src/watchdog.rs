@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::duration::format;
-use crate::error;
+use crate::log::{self, Level, Value};
 use crate::results::Probe;
 
 pub fn watch_forever(probes: &[Probe], latency: Duration) -> ! {
@@ -26,11 +26,21 @@ pub fn watch_forever(probes: &[Probe], latency: Duration) -> ! {
                 Some(running) => format!("its command has been running for {}", format(running)),
                 None => "no command is running".to_string(),
             };
-            error!(
-                "probe {}: no result for {} (--latency {}); {running}; answering 503",
-                probe.spec.url,
-                format(stale.age),
-                format(latency)
+            log::event(
+                Level::Error,
+                format_args!(
+                    "probe {}: no result for {} (--latency {}); {running}; answering 503",
+                    probe.spec.url,
+                    format(stale.age),
+                    format(latency)
+                ),
+                &[
+                    ("url", Value::Str(&probe.spec.url)),
+                    (
+                        "age_seconds",
+                        Value::Num(crate::duration::seconds(stale.age)),
+                    ),
+                ],
             );
         }
     }

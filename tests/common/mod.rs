@@ -53,7 +53,10 @@ impl Server {
             logs,
         };
         let line = server.wait_log(|l| l.contains(" listening on "));
-        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        // `listening on [::]:PORT`, in a text or a JSON line.
+        let address = line.split(" listening on ").nth(1).unwrap();
+        let address = address.split(['"', ' ']).next().unwrap();
+        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
         server.address = SocketAddr::from(([127, 0, 0, 1], port));
         server
     }

@@ -1,0 +1,141 @@
+//! `/metrics`: probe state and HTTP counts in the Prometheus text exposition
+//! format 0.0.4, written by hand (a page of code against a crate's weight).
+//!
+//! It reads snapshots and counters; it changes nothing.
+
+use std::fmt::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::results::{Policy, Probe};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric. `requests` is (status code, count) for HTTP answers.
+pub fn render(
+    probes: &[Probe],
+    policy: &Policy,
+    started: SystemTime,
+    requests: &[(u16, u64)],
+) -> String {
+    let now = Instant::now();
+    let snapshots: Vec<_> = probes
+        .iter()
+        .map(|p| (p, p.snapshot(now, policy)))
+        .collect();
+    let mut out = String::new();
+    let mut family = |name: &str,
+                      kind: &str,
+                      help: &str,
+                      samples: &mut dyn Iterator<Item = (String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let labels = |probe: &Probe| {
+        format!(
+            "{{url=\"{}\",cmd=\"{}\"}}",
+            escape_label(&probe.spec.url),
+            escape_label(&probe.spec.cmd)
+        )
+    };
+    family(
+        "exechealthz_probe_up",
+        "gauge",
+        "Whether the probe's URL currently answers 200 (1) or 503 (0).",
+        &mut snapshots
+            .iter()
+            .map(|(p, s)| (labels(p), u8::from(s.passes).to_string())),
+    );
+    family(
+        "exechealthz_probe_runs_total",
+        "counter",
+        "Completed runs of the probe's command.",
+        &mut snapshots
+            .iter()
+            .map(|(p, s)| (labels(p), s.runs.to_string())),
+    );
+    family(
+        "exechealthz_probe_failures_total",
+        "counter",
+        "Runs that failed (non-zero exit, signal, timeout or failed start).",
+        &mut snapshots
+            .iter()
+            .map(|(p, s)| (labels(p), s.failures.to_string())),
+    );
+    family(
+        "exechealthz_probe_timeouts_total",
+        "counter",
+        "Runs killed for exceeding --timeout.",
+        &mut snapshots
+            .iter()
+            .map(|(p, s)| (labels(p), s.timeouts.to_string())),
+    );
+    family(
+        "exechealthz_probe_last_duration_seconds",
+        "gauge",
+        "How long the latest completed run took.",
+        &mut snapshots.iter().filter_map(|(p, s)| {
+            s.latest
+                .as_ref()
+                .map(|run| (labels(p), crate::duration::seconds(run.duration)))
+        }),
+    );
+    family(
+        "exechealthz_probe_last_run_timestamp_seconds",
+        "gauge",
+        "When the latest completed run finished, in seconds since the epoch.",
+        &mut snapshots.iter().filter_map(|(p, s)| {
+            s.latest
+                .as_ref()
+                .map(|run| (labels(p), epoch_seconds(run.finished)))
+        }),
+    );
+    family(
+        "exechealthz_probe_last_exit_code",
+        "gauge",
+        "Exit code of the latest completed run; 128+N for signal N; -1 for a timeout or failed start.",
+        &mut snapshots.iter().filter_map(|(p, s)| {
+            s.latest
+                .as_ref()
+                .map(|run| (labels(p), run.outcome.exit_code().to_string()))
+        }),
+    );
+    family(
+        "exechealthz_process_start_time_seconds",
+        "gauge",
+        "When the process started, in seconds since the epoch.",
+        &mut std::iter::once((String::new(), epoch_seconds(started))),
+    );
+    family(
+        "exechealthz_http_requests_total",
+        "counter",
+        "HTTP requests answered, by status code.",
+        &mut requests
+            .iter()
+            .map(|(code, count)| (format!("{{code=\"{code}\"}}"), count.to_string())),
+    );
+    out
+}
+
+fn epoch_seconds(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:03}", since.as_secs(), since.subsec_millis())
+}
+
+/// A label value as the format requires: `\`, `"` and line feeds escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_escaping() {
+        assert_eq!(super::escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
+}

@@ -1,0 +1,209 @@
+//! `/status`: every probe at once, in the Kubernetes apiserver's verbose
+//! health style (`[+]/healthz ok`, `[-]/x failed: reason`, then a summary),
+//! or as JSON with `?format=json`; `?exclude=URL` leaves probes out.
+//!
+//! It reads snapshots; it changes nothing.
+
+use std::fmt::Write;
+use std::time::{Instant, UNIX_EPOCH};
+
+use crate::json;
+use crate::log::result_timestamp;
+use crate::results::{Policy, Probe, Snapshot, Verdict};
+
+/// Output kept per probe in the JSON form.
+const JSON_OUTPUT_LIMIT: usize = 1024;
+
+pub struct Rendered {
+    pub status: u16,
+    pub body: String,
+    pub json: bool,
+}
+
+/// Renders `/status` for a request's query string.
+pub fn render(probes: &[Probe], policy: &Policy, query: &str) -> Rendered {
+    let mut excluded: Vec<String> = Vec::new();
+    let mut json = false;
+    for (key, value) in query_pairs(query) {
+        match key.as_str() {
+            "exclude" => excluded.push(value),
+            "format" => json = value == "json",
+            _ => {}
+        }
+    }
+    let now = Instant::now();
+    let included: Vec<(&Probe, Snapshot)> = probes
+        .iter()
+        .filter(|p| !excluded.contains(&p.spec.url))
+        .map(|p| (p, p.snapshot(now, policy)))
+        .collect();
+    let unknown: Vec<&String> = excluded
+        .iter()
+        .filter(|url| !probes.iter().any(|p| &p.spec.url == *url))
+        .collect();
+    let all_pass = included.iter().all(|(_, s)| s.passes);
+    let status = if all_pass { 200 } else { 503 };
+    let body = if json {
+        render_json(&included, all_pass)
+    } else {
+        render_text(&included, &unknown, all_pass)
+    };
+    Rendered { status, body, json }
+}
+
+fn render_text(included: &[(&Probe, Snapshot)], unknown: &[&String], all_pass: bool) -> String {
+    let mut out = String::new();
+    for (probe, snapshot) in included {
+        match &snapshot.reason {
+            None => writeln!(out, "[+]{} ok", probe.spec.url),
+            // One line per probe: a reason never carries a line break.
+            Some(reason) => writeln!(out, "[-]{} failed: {}", probe.spec.url, one_line(reason)),
+        }
+        .expect("writing to a String");
+    }
+    if !unknown.is_empty() {
+        let names: Vec<String> = unknown.iter().map(|u| json::string(u)).collect();
+        let _ = writeln!(
+            out,
+            "warn: some probes cannot be excluded: no matches for {}",
+            names.join(",")
+        );
+    }
+    out.push_str(if all_pass {
+        "healthz check passed\n"
+    } else {
+        "healthz check failed\n"
+    });
+    out
+}
+
+fn render_json(included: &[(&Probe, Snapshot)], all_pass: bool) -> String {
+    let mut probes = Vec::new();
+    for (probe, s) in included {
+        let state = match (s.verdict, s.stale) {
+            (Verdict::Pending, _) => "pending",
+            (Verdict::Failing, _) => "failing",
+            (Verdict::Passing, true) => "stale",
+            (Verdict::Passing, false) => "passing",
+        };
+        let mut fields = vec![
+            ("url", json::string(&probe.spec.url)),
+            ("cmd", json::string(&probe.spec.cmd)),
+            ("state", json::string(state)),
+            ("passes", s.passes.to_string()),
+            (
+                "reason",
+                s.reason.as_deref().map_or("null".into(), json::string),
+            ),
+            ("runs", s.runs.to_string()),
+            ("failures", s.failures.to_string()),
+            ("timeouts", s.timeouts.to_string()),
+            ("consecutive_successes", s.consecutive_successes.to_string()),
+            ("consecutive_failures", s.consecutive_failures.to_string()),
+        ];
+        if let Some(run) = &s.latest {
+            let output = &run.output[..run.output.len().min(JSON_OUTPUT_LIMIT)];
+            let since = run.finished.duration_since(UNIX_EPOCH).unwrap_or_default();
+            fields.extend([
+                ("last_exit_code", run.outcome.exit_code().to_string()),
+                (
+                    "last_error",
+                    run.outcome
+                        .error()
+                        .as_deref()
+                        .map_or("null".into(), json::string),
+                ),
+                (
+                    "last_output",
+                    json::string(&String::from_utf8_lossy(output)),
+                ),
+                (
+                    "last_output_truncated",
+                    (output.len() < run.output.len() || run.discarded > 0).to_string(),
+                ),
+                (
+                    "last_run_time",
+                    json::string(&result_timestamp(run.finished)),
+                ),
+                (
+                    "last_run_timestamp_seconds",
+                    format!("{}.{:03}", since.as_secs(), since.subsec_millis()),
+                ),
+                (
+                    "last_duration_seconds",
+                    crate::duration::seconds(run.duration),
+                ),
+            ]);
+        }
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", json::string(k)))
+            .collect();
+        probes.push(format!("{{{}}}", body.join(",")));
+    }
+    format!(
+        "{{\"status\":{},\"probes\":[{}]}}\n",
+        json::string(if all_pass { "ok" } else { "failed" }),
+        probes.join(",")
+    )
+}
+
+fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n").replace('\r', "\\r")
+}
+
+/// `a=1&b=%2Fx` as decoded pairs; `+` is a space, as in forms.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        assert_eq!(
+            query_pairs("exclude=%2Fa&exclude=/b&format=json&x"),
+            [
+                ("exclude".to_string(), "/a".to_string()),
+                ("exclude".to_string(), "/b".to_string()),
+                ("format".to_string(), "json".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("a+b"), "a b");
+    }
+}

@@ -1,0 +1,319 @@
+//! /metrics (checked with prometheus_client's parser), /status (text and
+//! JSON) and --log-format json.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs a helper script from tests/tools with `input` on stdin; None when it
+/// says (exit 3) that its Python module is missing and CI did not ask for it.
+fn python(script: &str, input: &str) -> Option<String> {
+    let path = format!("{}/tests/tools/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    if output.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("EXECHEALTHZ_REQUIRE_TOOLS").is_none(),
+            "{script}: Python module missing (pip install prometheus-client)"
+        );
+        eprintln!("SKIPPED: {script} needs prometheus-client (pip install prometheus-client)");
+        return None;
+    }
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\ninput:\n{input}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+/// (name, labels as JSON, value) samples of a /metrics page.
+fn samples(text: &str) -> Option<Vec<(String, String, f64)>> {
+    let parsed = python("prom.py", text)?;
+    Some(
+        parsed
+            .lines()
+            .map(|line| {
+                let mut parts = line.split('\t');
+                let name = parts.next().unwrap().to_string();
+                let labels = parts.next().unwrap().to_string();
+                let value = parts.next().unwrap().parse().unwrap();
+                (name, labels, value)
+            })
+            .collect(),
+    )
+}
+
+fn value(samples: &[(String, String, f64)], name: &str, label_part: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && l.contains(label_part))
+        .unwrap_or_else(|| panic!("no {name} with {label_part} in {samples:#?}"))
+        .2
+}
+
+/// JSON string literal, as Python's json.dumps writes it for ASCII.
+fn json_str(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+const QUOTES_CMD: &str = r#"echo "a\"b" 'c\d' >/dev/null"#;
+
+fn three_probes() -> Server {
+    let server = Server::start(&[
+        "--cmd=true",
+        "--url=/ok",
+        "--cmd=echo broken; exit 3",
+        "--url=/bad",
+        &format!("--cmd={QUOTES_CMD}"),
+        "--url=/quotes",
+        "--period=10ms",
+    ]);
+    server.wait_status("/ok", 200);
+    server.wait_status("/quotes", 200);
+    server.wait_for("/bad", |r| r.text().contains("exit status 3"));
+    server
+}
+
+#[test]
+fn metrics_parse_and_match_probe_states() {
+    let server = three_probes();
+    let response = server.get("/metrics");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let Some(s) = samples(&response.text()) else {
+        return;
+    };
+    let ok = "\"url\":\"/ok\"";
+    let bad = "\"url\":\"/bad\"";
+    assert_eq!(value(&s, "exechealthz_probe_up", ok), 1.0);
+    assert_eq!(value(&s, "exechealthz_probe_up", bad), 0.0);
+    assert_eq!(value(&s, "exechealthz_probe_last_exit_code", bad), 3.0);
+    assert_eq!(value(&s, "exechealthz_probe_last_exit_code", ok), 0.0);
+    assert!(value(&s, "exechealthz_probe_runs_total", ok) >= 1.0);
+    assert_eq!(value(&s, "exechealthz_probe_failures_total", ok), 0.0);
+    let bad_runs = value(&s, "exechealthz_probe_runs_total", bad);
+    let bad_failures = value(&s, "exechealthz_probe_failures_total", bad);
+    assert!(
+        bad_runs >= 1.0 && bad_failures >= 1.0,
+        "{bad_runs} {bad_failures}"
+    );
+    assert_eq!(value(&s, "exechealthz_probe_timeouts_total", bad), 0.0);
+    let duration = value(&s, "exechealthz_probe_last_duration_seconds", ok);
+    assert!(duration > 0.0 && duration < 10.0, "{duration}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last_run = value(&s, "exechealthz_probe_last_run_timestamp_seconds", ok);
+    assert!((now - last_run).abs() < 60.0, "{last_run} vs {now}");
+    let start = value(&s, "exechealthz_process_start_time_seconds", "{}");
+    assert!(start <= now && now - start < 120.0);
+    // The parser unescaped the label to exactly our command.
+    let quotes = format!("\"cmd\":{}", json_str(QUOTES_CMD));
+    assert_eq!(value(&s, "exechealthz_probe_up", &quotes), 1.0);
+    // Our own requests so far: several 200s and 503s while waiting.
+    assert!(value(&s, "exechealthz_http_requests_total", "\"code\":\"200\"") >= 3.0);
+    assert!(value(&s, "exechealthz_http_requests_total", "\"code\":\"503\"") >= 1.0);
+}
+
+#[test]
+fn metrics_count_timeouts() {
+    let server = Server::start(&["--cmd=sleep 10", "--timeout=100ms", "--period=10ms"]);
+    server.wait_for("/healthz", |r| r.text().contains("timed out"));
+    let Some(s) = samples(&server.get("/metrics").text()) else {
+        return;
+    };
+    assert!(value(&s, "exechealthz_probe_timeouts_total", "/healthz") >= 1.0);
+    assert_eq!(
+        value(&s, "exechealthz_probe_last_exit_code", "/healthz"),
+        -1.0
+    );
+}
+
+#[test]
+fn status_lists_every_probe_in_apiserver_style() {
+    let server = three_probes();
+    let all = server.get("/status");
+    assert_eq!(all.status, 503);
+    assert_eq!(
+        all.text(),
+        "[+]/ok ok\n[-]/bad failed: exit status 3\n[+]/quotes ok\nhealthz check failed\n"
+    );
+    let head = server.request("HEAD", "/status");
+    assert_eq!(head.status, 503);
+    assert!(head.body.is_empty());
+    for query in ["exclude=/bad", "exclude=%2Fbad"] {
+        let some = server.get(&format!("/status?{query}"));
+        assert_eq!(some.status, 200, "{query}");
+        assert_eq!(
+            some.text(),
+            "[+]/ok ok\n[+]/quotes ok\nhealthz check passed\n",
+            "{query}"
+        );
+    }
+    let two = server.get("/status?exclude=/bad&exclude=/ok");
+    assert_eq!(two.text(), "[+]/quotes ok\nhealthz check passed\n");
+    let unknown = server.get("/status?exclude=/bad&exclude=/nope");
+    assert_eq!(unknown.status, 200);
+    assert!(
+        unknown
+            .text()
+            .contains("warn: some probes cannot be excluded: no matches for \"/nope\"")
+    );
+}
+
+#[test]
+fn status_before_any_result_is_pending() {
+    let server = Server::start(&["--cmd=sleep 30"]);
+    let status = server.get("/status");
+    assert_eq!(status.status, 503);
+    assert_eq!(
+        status.text(),
+        "[-]/healthz failed: no verdict yet\nhealthz check failed\n"
+    );
+}
+
+#[test]
+fn status_as_json() {
+    let server = three_probes();
+    let response = server.get("/status?format=json");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("Content-Type"), Some("application/json"));
+    let parsed = python("status_json.py", &response.text()).expect("stdlib json");
+    let mut lines = parsed.lines();
+    assert_eq!(lines.next(), Some("failed"));
+    let probes: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(probes.len(), 3);
+    assert_eq!(&probes[0][..4], ["/ok", "passing", "true", "0"]);
+    assert_eq!(&probes[1][..4], ["/bad", "failing", "false", "3"]);
+    assert!(probes[1][4].parse::<u64>().unwrap() >= 1);
+    let fields = probes[0][5];
+    for field in [
+        "cmd",
+        "consecutive_failures",
+        "consecutive_successes",
+        "failures",
+        "last_duration_seconds",
+        "last_error",
+        "last_exit_code",
+        "last_output",
+        "last_output_truncated",
+        "last_run_time",
+        "last_run_timestamp_seconds",
+        "passes",
+        "reason",
+        "runs",
+        "state",
+        "timeouts",
+        "url",
+    ] {
+        assert!(
+            fields.split(',').any(|f| f == field),
+            "no {field} in {fields}"
+        );
+    }
+    assert!(
+        response.text().contains("\"last_output\":\"broken\\n\""),
+        "{}",
+        response.text()
+    );
+    let passing = server.get("/status?format=json&exclude=/bad");
+    assert_eq!(passing.status, 200);
+    assert!(passing.text().starts_with("{\"status\":\"ok\""));
+}
+
+#[test]
+fn index_lists_status_and_metrics() {
+    let server = Server::start(&[]);
+    let page = server.get("/").text();
+    assert!(
+        page.contains("href=\"/status\"") && page.contains("href=\"/metrics\""),
+        "{page}"
+    );
+}
+
+/// Checks a stderr line is a JSON object with time, level and msg, using
+/// Python's json module; returns the parsed keys.
+fn json_line_keys(line: &str) -> Vec<String> {
+    let script = "import json,sys\nfor l in sys.stdin:\n    d=json.loads(l)\n    assert isinstance(d['time'],str) and d['level'] in ('info','error') and isinstance(d['msg'],str)\n    print(','.join(sorted(d)))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "not a JSON log line: {line}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let server = Server::start(&[
+        "--log-format=json",
+        "--cmd=echo 'multi\nline'; exit 4",
+        "--period=10ms",
+        "--latency=100ms",
+        "--timeout=1s",
+    ]);
+    server.wait_log(|l| l.contains("\"exit_code\":4"));
+    server.wait_log(|l| l.contains("is now failing"));
+    let logs = server.logs();
+    assert!(logs.len() >= 3, "{logs:#?}");
+    for line in &logs {
+        json_line_keys(line);
+    }
+    let failure = logs.iter().find(|l| l.contains("\"exit_code\":4")).unwrap();
+    let keys = json_line_keys(failure);
+    for key in [
+        "url",
+        "cmd",
+        "error",
+        "exit_code",
+        "duration_seconds",
+        "output",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in {failure}");
+    }
+    let listening = logs.iter().find(|l| l.contains("listening on")).unwrap();
+    assert!(json_line_keys(listening).iter().any(|k| k == "address"));
+}
+
+#[test]
+fn json_logs_cover_flag_errors() {
+    let output = run_to_end(&["--log-format=json", "--period=10"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    json_line_keys(stderr.trim());
+    assert!(stderr.contains("--period"));
+}

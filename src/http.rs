@@ -1,6 +1,7 @@
-//! The HTTP front: binds the listener, runs a fixed pool of tiny_http
-//! workers, and routes each request to a probe's answer, the index page or
-//! `/quit`.
+//! The HTTP side: binds the listener, starts tiny_http on an internal Unix
+//! socket with a fixed pool of workers, puts the `front` thread between the
+//! two, and routes each request to a probe's answer, the index page,
+//! `/status`, `/metrics` or `/quit`.
 //!
 //! Workers only read probe state (through `results`) and write responses:
 //! they never run commands or wait on anything but the request queue. Nothing
@@ -9,6 +10,8 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
@@ -27,17 +30,17 @@ pub const RESERVED_PATHS: &[&str] = &["/", "/quit", "/metrics", "/status"];
 const WORKERS: usize = 4;
 
 /// What the workers share.
-pub struct Front {
+pub struct Shared {
     pub probes: Arc<Vec<Probe>>,
     pub children: Arc<Children>,
     pub policy: Policy,
     pub enable_quit: bool,
     pub started: SystemTime,
-    pub requests: RequestCounts,
+    pub requests: Arc<RequestCounts>,
 }
 
 /// Every status code we answer with, for `/metrics`.
-const CODES: [u16; 8] = [200, 400, 404, 405, 408, 413, 431, 503];
+const CODES: [u16; 10] = [200, 400, 404, 405, 408, 413, 414, 431, 503, 505];
 
 /// Answers counted by status code.
 #[derive(Default)]
@@ -134,25 +137,56 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
     Ok(TcpListener::from(owned))
 }
 
-/// Starts tiny_http on `listener` and its worker threads.
-pub fn serve(listener: TcpListener, front: Arc<Front>) -> io::Result<SocketAddr> {
+/// Starts tiny_http on an internal Unix socket with its worker threads,
+/// and the front thread that accepts on `listener` and feeds it.
+pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let address = listener.local_addr()?;
-    let server = Server::from_listener(listener, None).map_err(io::Error::other)?;
+    let (internal, unix_listener) = bind_internal()?;
+    let server = Server::from_listener(unix_listener, None).map_err(io::Error::other)?;
     let server = Arc::new(server);
     for i in 0..WORKERS {
         let server = Arc::clone(&server);
-        let front = Arc::clone(&front);
+        let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("http-{i}"))
-            .spawn(move || work(&server, &front))?;
+            .stack_size(crate::THREAD_STACK)
+            .spawn(move || work(&server, &shared))?;
     }
+    // As many internal connections as workers: tiny_http holds one thread
+    // per connection, so this bounds its threads whatever clients do.
+    let front =
+        crate::front::Front::new(listener, internal, WORKERS, Arc::clone(&shared.requests))?;
+    std::thread::Builder::new()
+        .name("front".into())
+        .stack_size(crate::THREAD_STACK)
+        .spawn(move || front.run())?;
     Ok(address)
 }
 
-fn work(server: &Server, front: &Front) {
+/// tiny_http's listener: an abstract Unix socket (no file to clean up,
+/// nothing to open by path), named uniquely in the network namespace: pids
+/// repeat across PID namespaces, so the clock is part of the name.
+fn bind_internal() -> io::Result<(UnixAddr, UnixListener)> {
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut attempt = 0;
+    loop {
+        let name = format!("exechealthz-{}-{nanos}-{attempt}", std::process::id());
+        let address = UnixAddr::from_abstract_name(name.as_bytes())?;
+        match UnixListener::bind_addr(&address) {
+            Ok(listener) => return Ok((address, listener)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn work(server: &Server, shared: &Shared) {
     loop {
         match server.recv() {
-            Ok(request) => answer(request, front),
+            Ok(request) => answer(request, shared),
             Err(e) => {
                 error!("http: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -172,7 +206,7 @@ enum Reply {
     MethodNotAllowed(&'static str),
 }
 
-fn route(method: &Method, path: &str, front: &Front) -> Reply {
+fn route(method: &Method, path: &str, front: &Shared) -> Reply {
     let read_only = matches!(method, Method::Get | Method::Head);
     let (allowed, reply) = if let Some(i) = front.probes.iter().position(|p| p.spec.url == path) {
         (read_only, Reply::Probe(i))
@@ -197,7 +231,7 @@ fn route(method: &Method, path: &str, front: &Front) -> Reply {
     }
 }
 
-fn answer(request: Request, front: &Front) {
+fn answer(request: Request, front: &Shared) {
     let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
     let reply = route(request.method(), path, front);
     let (status, body, content_type) = match &reply {
@@ -242,7 +276,9 @@ fn answer(request: Request, front: &Front) {
             "text/plain; charset=utf-8",
         ),
     };
+    // Never chunked: the front finds the end of a response by its length.
     let mut response = Response::from_data(body)
+        .with_chunked_threshold(usize::MAX)
         .with_status_code(status)
         .with_header(header("Content-Type", content_type))
         .with_header(header("Server", "exechealthz"));
@@ -252,10 +288,18 @@ fn answer(request: Request, front: &Front) {
     if !matches!(reply, Reply::Metrics) {
         front.requests.count(status);
     }
+    let delivered = crate::front::DELIVERED.load(std::sync::atomic::Ordering::Relaxed);
     // An error here means the client went away: nothing to do for it.
     let _ = request.respond(response);
     if let Reply::Quit = reply {
         info!("/quit requested; stopping probes and exiting");
+        // Give the front up to a second to pass our answer on.
+        let start = Instant::now();
+        while crate::front::DELIVERED.load(std::sync::atomic::Ordering::Relaxed) == delivered
+            && start.elapsed() < std::time::Duration::from_secs(1)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         front.children.kill_all_and_exit(0);
     }
 }
@@ -264,7 +308,7 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-fn index_page(front: &Front) -> String {
+fn index_page(front: &Shared) -> String {
     let mut page = String::from(
         "<!DOCTYPE html>\n<html><head><title>exechealthz</title></head><body>\n\
          <h1>exechealthz</h1>\n<h2>Probes</h2>\n<ul>\n",

@@ -9,6 +9,8 @@
 
 mod config;
 mod duration;
+mod front;
+mod head;
 mod http;
 mod json;
 mod log;
@@ -27,7 +29,7 @@ use process::Children;
 use results::{Policy, Probe};
 
 /// Our own threads do little and keep no large buffers on their stacks.
-const THREAD_STACK: usize = 128 * 1024;
+pub const THREAD_STACK: usize = 128 * 1024;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
@@ -64,6 +66,7 @@ fn run(config: Config) -> Result<(), String> {
     log::set_quiet(config.quiet);
     log::set_json(config.json_logs);
     process::reset_signal_state().map_err(|e| format!("cannot reset signal state: {e}"))?;
+    process::raise_open_files_limit();
     // Signals first: a SIGTERM from here on stops us cleanly.
     let signals = process::exit_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
     let listener = http::bind(config.address, config.port).map_err(|e| {
@@ -88,15 +91,15 @@ fn run(config: Config) -> Result<(), String> {
     let reaper_children = Arc::clone(&children);
     spawn("reaper", move || reaper_children.reap_forever())?;
 
-    let front = http::Front {
+    let shared = http::Shared {
         probes: Arc::clone(&probes),
         children: Arc::clone(&children),
         policy,
         enable_quit: config.enable_quit,
         started: std::time::SystemTime::now(),
-        requests: http::RequestCounts::default(),
+        requests: Arc::new(http::RequestCounts::default()),
     };
-    let address = http::serve(listener, Arc::new(front))
+    let address = http::serve(listener, Arc::new(shared))
         .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     log::always(
         format_args!(

@@ -235,6 +235,26 @@ pub fn reset_signal_state() -> io::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open descriptors to the hard limit, as Go's
+/// runtime does: every client connection costs one. Failure is logged and
+/// left: the front survives running out anyway.
+pub fn raise_open_files_limit() {
+    // SAFETY: plain syscalls with valid pointers.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            error!("getrlimit(NOFILE): {}", io::Error::last_os_error());
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                error!("setrlimit(NOFILE): {}", io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 /// Installs the SIGTERM and SIGINT handlers. Call before starting any probe,
 /// so that a signal at any moment after start-up is honoured.
 pub fn exit_signals() -> io::Result<signal_hook::iterator::Signals> {

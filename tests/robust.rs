@@ -386,7 +386,13 @@ fn no_leaks_over_thousands_of_runs() {
     let after = footprint(server.pid());
     std::fs::write(&gate2, "").unwrap();
     assert_eq!(before.0, after.0, "open descriptors changed");
-    assert_eq!(before.1, after.1, "thread count changed");
+    // tiny_http's pool may retire idle threads meanwhile; it must not grow.
+    assert!(
+        after.1 <= before.1,
+        "threads grew from {} to {}",
+        before.1,
+        after.1
+    );
     assert!(
         after.2 <= before.2 + 512,
         "RSS grew from {} kB to {} kB",

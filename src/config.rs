@@ -36,6 +36,9 @@ pub struct Config {
     pub output: bool,
     pub enable_quit: bool,
     pub json_logs: bool,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 /// One command and the URL that serves its result.
@@ -80,6 +83,9 @@ const FLAGS: &[Flag] = &[
     value("failure-threshold"),
     value("success-threshold"),
     value("log-format"),
+    value("head-timeout"),
+    value("idle-timeout"),
+    value("write-timeout"),
     boolean("quiet"),
     boolean("output"),
     boolean("enable-quit"),
@@ -108,6 +114,9 @@ Flags may be written -name value, -name=value, --name value or --name=value.
   --output                 answer with the command's output instead of 'ok'
   --quiet                  log only errors
   --log-format FORMAT      text (Go's log format, default) or json (one object per line)
+  --head-timeout DURATION  a request head must arrive within this (default 5s)
+  --idle-timeout DURATION  a kept-alive connection may idle this long (default 30s)
+  --write-timeout DURATION a client must take an answer within this (default 10s)
   --enable-quit            serve /quit, which stops the process (off: 404)
   --version                print the version and exit
   -h, --help               print this help and exit
@@ -141,6 +150,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
     let success_threshold = last(&mut args, "--success-threshold", parse_threshold)?.unwrap_or(1);
     let json_logs = last(&mut args, "--log-format", parse_log_format)?.unwrap_or(false);
+    let head_timeout = last(&mut args, "--head-timeout", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(5));
+    let idle_timeout = last(&mut args, "--idle-timeout", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(30));
+    let write_timeout = last(&mut args, "--write-timeout", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(10));
     let leftover = args.finish();
     if let Some(arg) = leftover.first() {
         // The canonical form leaves nothing unconsumed; this is a safety net.
@@ -164,6 +179,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         output,
         enable_quit,
         json_logs,
+        head_timeout,
+        idle_timeout,
+        write_timeout,
     }))
 }
 

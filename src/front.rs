@@ -28,16 +28,22 @@ use crate::head::{self, Head, Reject, Scan};
 use crate::http::RequestCounts;
 use crate::{error, info};
 
-/// A new connection must send a complete head within this; so must a
-/// kept-alive one once it starts a request.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// A kept-alive connection may wait this long for its next request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client must take our answer within this.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// After refusing a request we read and discard for this long before
-/// closing, so the client gets our answer rather than a reset.
+/// Client deadlines (`--head-timeout`, `--idle-timeout`, `--write-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A new connection must send a complete head within this; so must a
+    /// kept-alive one once it starts a request.
+    pub head: Duration,
+    /// A kept-alive connection may wait this long for its next request.
+    pub idle: Duration,
+    /// A client must take our answer within this.
+    pub write: Duration,
+}
+/// After refusing a request we read and discard for this long, or this
+/// much, before closing, so the client gets our answer rather than a reset
+/// (a client still sending after that gets the reset).
 const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 /// tiny_http answers from memory; past this something is wrong.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often deadlines are checked (and their granularity).
@@ -63,6 +69,7 @@ pub struct Front {
     waiting: VecDeque<(usize, u64)>,
     upstream_addr: UnixAddr,
     counts: Arc<RequestCounts>,
+    timeouts: Timeouts,
     next_serial: u64,
 }
 
@@ -112,6 +119,7 @@ impl Front {
         upstream_addr: UnixAddr,
         upstreams: usize,
         counts: Arc<RequestCounts>,
+        timeouts: Timeouts,
     ) -> io::Result<Front> {
         // SAFETY: plain syscall; the descriptor is owned right away.
         let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
@@ -128,6 +136,7 @@ impl Front {
             waiting: VecDeque::new(),
             upstream_addr,
             counts,
+            timeouts,
             next_serial: 0,
         };
         front.control(
@@ -252,7 +261,7 @@ impl Front {
             buffer: Vec::new(),
             scan: Scan::default(),
             state: State::Head { started: false },
-            deadline: Instant::now() + HEAD_TIMEOUT,
+            deadline: Instant::now() + self.timeouts.head,
             request: Vec::new(),
             out: Vec::new(),
             written: 0,
@@ -302,7 +311,13 @@ impl Front {
                 let mut scratch = [0u8; 16 * 1024];
                 match client.stream.read(&mut scratch) {
                     Ok(0) => self.close(index),
-                    Ok(_) => {}
+                    Ok(n) => {
+                        // `written` counts what was discarded while lingering.
+                        client.written += n;
+                        if client.written > LINGER_BYTES {
+                            self.close(index);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => self.close(index),
                 }
@@ -328,7 +343,7 @@ impl Front {
                 client.buffer.extend_from_slice(&scratch[..n]);
                 if let State::Head { started: false } = client.state {
                     client.state = State::Head { started: true };
-                    client.deadline = client.deadline.min(Instant::now() + HEAD_TIMEOUT);
+                    client.deadline = client.deadline.min(Instant::now() + self.timeouts.head);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -386,7 +401,7 @@ impl Front {
         client.written = 0;
         client.keep_alive = false;
         client.state = State::Writing;
-        client.deadline = Instant::now() + WRITE_TIMEOUT;
+        client.deadline = Instant::now() + self.timeouts.write;
         // Input is not read while answering (level-triggered: it would spin).
         self.set_interest(index, 0);
         self.write_out(index);
@@ -511,7 +526,7 @@ impl Front {
         client.out = response;
         client.written = 0;
         client.state = State::Writing;
-        client.deadline = Instant::now() + WRITE_TIMEOUT;
+        client.deadline = Instant::now() + self.timeouts.write;
         self.write_out(index);
     }
 
@@ -535,18 +550,19 @@ impl Front {
         DELIVERED.fetch_add(1, Ordering::Relaxed);
         if client.keep_alive {
             client.state = State::Head { started: false };
-            client.deadline = Instant::now() + IDLE_TIMEOUT;
+            client.deadline = Instant::now() + self.timeouts.idle;
             self.set_interest(index, libc::EPOLLIN);
             // A pipelined request may already be waiting in the buffer.
             let client = self.clients[index].as_mut().expect("client");
             if !client.buffer.is_empty() {
                 client.state = State::Head { started: true };
-                client.deadline = Instant::now() + HEAD_TIMEOUT;
+                client.deadline = Instant::now() + self.timeouts.head;
                 self.advance(index);
             }
         } else {
             let _ = client.stream.shutdown(Shutdown::Write);
             client.state = State::Lingering;
+            client.written = 0;
             client.deadline = Instant::now() + LINGER;
             client.buffer = Vec::new();
             self.set_interest(index, libc::EPOLLIN);

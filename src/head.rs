@@ -63,6 +63,9 @@ impl Scan {
                     // ignore them; we do not wait for them forever either.
                     return Err(reject(400, "empty request line"));
                 }
+                if at + 1 > MAX_HEAD {
+                    return Err(reject(431, "request head too large"));
+                }
                 return Ok(Some(at + 1));
             }
             self.lines += 1;

@@ -139,7 +139,11 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
 
 /// Starts tiny_http on an internal Unix socket with its worker threads,
 /// and the front thread that accepts on `listener` and feeds it.
-pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<SocketAddr> {
+pub fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    timeouts: crate::front::Timeouts,
+) -> io::Result<SocketAddr> {
     let address = listener.local_addr()?;
     let (internal, unix_listener) = bind_internal()?;
     let server = Server::from_listener(unix_listener, None).map_err(io::Error::other)?;
@@ -154,8 +158,13 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<SocketAdd
     }
     // As many internal connections as workers: tiny_http holds one thread
     // per connection, so this bounds its threads whatever clients do.
-    let front =
-        crate::front::Front::new(listener, internal, WORKERS, Arc::clone(&shared.requests))?;
+    let front = crate::front::Front::new(
+        listener,
+        internal,
+        WORKERS,
+        Arc::clone(&shared.requests),
+        timeouts,
+    )?;
     std::thread::Builder::new()
         .name("front".into())
         .stack_size(crate::THREAD_STACK)

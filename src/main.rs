@@ -99,7 +99,12 @@ fn run(config: Config) -> Result<(), String> {
         started: std::time::SystemTime::now(),
         requests: Arc::new(http::RequestCounts::default()),
     };
-    let address = http::serve(listener, Arc::new(shared))
+    let timeouts = front::Timeouts {
+        head: config.head_timeout,
+        idle: config.idle_timeout,
+        write: config.write_timeout,
+    };
+    let address = http::serve(listener, Arc::new(shared), timeouts)
         .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     log::always(
         format_args!(

@@ -155,6 +155,20 @@ impl Drop for Server {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
+    fn getrlimit(resource: i32, limit: *mut [u64; 2]) -> i32;
+    fn setrlimit(resource: i32, limit: *const [u64; 2]) -> i32;
+}
+
+/// Raises this test process's soft descriptor limit to its hard limit, for
+/// tests that hold thousands of connections.
+pub fn raise_open_files_limit() {
+    const RLIMIT_NOFILE: i32 = 7;
+    let mut limit = [0u64; 2];
+    unsafe {
+        assert_eq!(getrlimit(RLIMIT_NOFILE, &mut limit), 0);
+        limit[0] = limit[1];
+        assert_eq!(setrlimit(RLIMIT_NOFILE, &limit), 0);
+    }
 }
 
 pub const SIGTERM: i32 = 15;

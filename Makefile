@@ -75,8 +75,10 @@ fmt:
 	$(CARGO) fmt --all
 
 bench:
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	scripts/build-static.sh amd64
-	python3 bench/run.py bin/amd64/exechealthz
+	$(CARGO) build --release --locked --target x86_64-unknown-linux-musl --example bare
+	python3 bench/run.py bin/amd64/exechealthz --bare target/x86_64-unknown-linux-musl/release/examples/bare
 
 container: build
 	@test "$(CONTAINER_TOOL)" != none || { echo "no container tool: install docker, podman or buildah" >&2; exit 1; }

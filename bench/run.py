@@ -6,6 +6,8 @@ Each figure is printed as `name: value unit`, after a line naming the machine.
 """
 import argparse
 import os
+import socket
+import statistics
 import platform
 import re
 import signal
@@ -128,9 +130,125 @@ def bench_sigterm(binary, repeats=20):
     figure("SIGTERM to exit, max", f"{times[-1] * 1000:.1f}", "ms")
 
 
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listening on {port}")
+
+
+def wrk(url, seconds, close=False):
+    """(requests/s, p99 ms) from wrk with 2 threads and 50 connections."""
+    cmd = ["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", url]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  (wrk saw {errors.group(1)} non-2xx answers)")
+    return rps, p99
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_http(binary, bare, seconds):
+    proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        time.sleep(0.5)
+        rps_ka, p99_ka = wrk(url, seconds)
+        peak = status_kb(proc.pid, "VmHWM")
+        rps_close, p99_close = wrk(url, seconds, close=True)
+        peak_close = status_kb(proc.pid, "VmHWM")
+    finally:
+        proc.kill()
+        proc.wait()
+    bare_port = free_port()
+    bare_proc = subprocess.Popen([bare, str(bare_port)])
+    try:
+        wait_port(bare_port)
+        bare_ka, bare_p99 = wrk(f"http://127.0.0.1:{bare_port}/", seconds)
+        bare_close, _ = wrk(f"http://127.0.0.1:{bare_port}/", seconds, close=True)
+    finally:
+        bare_proc.kill()
+        bare_proc.wait()
+    figure("keep-alive, 50 connections: req/s", f"{rps_ka:.0f}")
+    figure("keep-alive, 50 connections: p99", f"{p99_ka:.2f}", "ms")
+    figure("peak RSS under 50 keep-alive connections", peak, "kB")
+    figure("bare tiny_http, keep-alive: req/s", f"{bare_ka:.0f} (p99 {bare_p99:.2f} ms)")
+    figure("ratio to bare tiny_http, keep-alive", f"{rps_ka / bare_ka:.2f}")
+    figure("connection per request, 50 clients: req/s", f"{rps_close:.0f}")
+    figure("connection per request: p99", f"{p99_close:.2f}", "ms")
+    figure("peak RSS after connection-per-request load", peak_close, "kB")
+    figure("bare tiny_http, connection per request: req/s", f"{bare_close:.0f}")
+    figure("ratio to bare tiny_http, connection per request", f"{rps_close / bare_close:.2f}")
+
+
+def get_ms(port, path="/healthz"):
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
+        while s.recv(65536):
+            pass
+    return (time.monotonic() - t0) * 1000
+
+
+def bench_idle_connections(binary, count=2000):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    proc, port = start(binary, ["--quiet", "--cmd=true"])
+    held = []
+    try:
+        time.sleep(0.3)
+        for _ in range(count):
+            held.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.3)
+        rss = status_kb(proc.pid, "VmRSS")
+        times = sorted(get_ms(port) for _ in range(20))
+    finally:
+        for s in held:
+            s.close()
+        proc.kill()
+        proc.wait()
+    figure(f"RSS with {count} idle connections", rss, "kB")
+    figure(f"new request with {count} idle connections, max of 20", f"{times[-1]:.2f}", "ms")
+
+
+def bench_period_accuracy(binary, seconds):
+    """Probe start-to-start intervals while wrk loads the HTTP side."""
+    with tempfile.TemporaryDirectory() as tmp:
+        starts = os.path.join(tmp, "starts")
+        proc, port = start(binary, ["--quiet", "--period=100ms", f"--cmd=date +%s%N >> {starts}"])
+        try:
+            time.sleep(0.5)
+            wrk(f"http://127.0.0.1:{port}/healthz", seconds)
+        finally:
+            proc.kill()
+            proc.wait()
+        with open(starts) as f:
+            times = [int(line) for line in f if line.strip()]
+    drifts = sorted(abs((b - a) / 1e6 - 100) for a, b in zip(times, times[1:]))
+    p99 = drifts[min(len(drifts) - 1, int(len(drifts) * 0.99))]
+    figure("probe period drift under HTTP load (period 100ms), p99", f"{p99:.1f}", "ms")
+    figure("probe period drift under HTTP load, median", f"{statistics.median(drifts):.1f}", "ms")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("binary")
+    parser.add_argument("--bare", help="the bare tiny_http example binary")
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -138,6 +256,10 @@ def main():
     bench_binary_size(args.binary)
     bench_idle_rss(args.binary)
     bench_cpu_per_run(args.binary, args.seconds)
+    if args.bare:
+        bench_http(args.binary, args.bare, int(args.seconds))
+    bench_idle_connections(args.binary)
+    bench_period_accuracy(args.binary, int(args.seconds))
     bench_sigterm(args.binary)
 
 

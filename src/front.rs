@@ -247,7 +247,9 @@ impl Front {
                 libc::EPOLL_CTL_ADD,
                 stream.as_raw_fd(),
                 index as u64,
-                libc::EPOLLIN,
+                // Edge-triggered, both ways, once: no epoll_ctl per request.
+                // Every handler reads or writes until it would block.
+                libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET,
             )
             .is_err()
         {
@@ -285,72 +287,76 @@ impl Front {
         let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, 0);
     }
 
-    fn set_interest(&self, index: usize, events: libc::c_int) {
-        if let Some(client) = &self.clients[index] {
-            let _ = self.control(
-                libc::EPOLL_CTL_MOD,
-                client.stream.as_raw_fd(),
-                index as u64,
-                events,
-            );
-        }
-    }
-
     fn client_ready(&mut self, index: usize, flags: u32) {
         let Some(client) = self.clients.get_mut(index).and_then(|c| c.as_mut()) else {
             return;
         };
         match client.state {
-            State::Writing => {
-                if flags & libc::EPOLLOUT as u32 != 0 || flags & libc::EPOLLERR as u32 != 0 {
-                    self.write_out(index);
-                }
-            }
+            State::Writing => self.write_out(index),
             State::Head { .. } | State::Body { .. } => self.read_request(index),
-            State::Lingering => {
-                let mut scratch = [0u8; 16 * 1024];
-                match client.stream.read(&mut scratch) {
-                    Ok(0) => self.close(index),
-                    Ok(n) => {
-                        // `written` counts what was discarded while lingering.
-                        client.written += n;
-                        if client.written > LINGER_BYTES {
-                            self.close(index);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => self.close(index),
-                }
-            }
+            State::Lingering => self.linger(index),
             State::Upstream => {
-                // Interest is off while upstream works; only errors arrive.
-                if flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                // Input waits in the socket until the answer is out; a reset
+                // ends the client now.
+                if flags & libc::EPOLLERR as u32 != 0 {
                     self.close(index);
                 }
             }
         }
     }
 
-    /// Reads what the client sent and moves its request forward.
+    /// Reads what the client sent, until it would block or a request is
+    /// complete (or refused), moving the request forward.
     fn read_request(&mut self, index: usize) {
-        let client = self.clients[index].as_mut().expect("ready client");
-        // One read at most per readiness: the buffer stays within a head
-        // (Scan refuses past MAX_HEAD), a body, and one read.
         let mut scratch = [0u8; 16 * 1024];
-        match client.stream.read(&mut scratch) {
-            Ok(0) => return self.close(index),
-            Ok(n) => {
-                client.buffer.extend_from_slice(&scratch[..n]);
-                if let State::Head { started: false } = client.state {
-                    client.state = State::Head { started: true };
-                    client.deadline = client.deadline.min(Instant::now() + self.timeouts.head);
-                }
+        loop {
+            let Some(client) = self.clients[index].as_mut() else {
+                return;
+            };
+            if !matches!(client.state, State::Head { .. } | State::Body { .. }) {
+                return;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
-            Err(_) => return self.close(index),
+            match client.stream.read(&mut scratch) {
+                Ok(0) => return self.close(index),
+                Ok(n) => {
+                    client.buffer.extend_from_slice(&scratch[..n]);
+                    if let State::Head { started: false } = client.state {
+                        client.state = State::Head { started: true };
+                        client.deadline = client.deadline.min(Instant::now() + self.timeouts.head);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(index),
+            }
+            // Scan refuses a head past MAX_HEAD and a body is at most
+            // MAX_BODY, so the buffer stays bounded.
+            self.advance(index);
         }
-        self.advance(index);
+    }
+
+    /// Reads and drops input after a refusal, until end of file, the
+    /// linger limit, or it would block.
+    fn linger(&mut self, index: usize) {
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            let Some(client) = self.clients[index].as_mut() else {
+                return;
+            };
+            match client.stream.read(&mut scratch) {
+                Ok(0) => return self.close(index),
+                Ok(n) => {
+                    // `written` counts what was discarded while lingering.
+                    client.written += n;
+                    if client.written > LINGER_BYTES {
+                        return self.close(index);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(index),
+            }
+        }
     }
 
     /// Parses as far as the buffer allows; hands a complete request on.
@@ -387,7 +393,6 @@ impl Front {
             client.state = State::Upstream;
             client.deadline = Instant::now() + UPSTREAM_TIMEOUT;
             let serial = client.serial;
-            self.set_interest(index, 0);
             self.waiting.push_back((index, serial));
             self.dispatch();
         }
@@ -402,8 +407,6 @@ impl Front {
         client.keep_alive = false;
         client.state = State::Writing;
         client.deadline = Instant::now() + self.timeouts.write;
-        // Input is not read while answering (level-triggered: it would spin).
-        self.set_interest(index, 0);
         self.write_out(index);
     }
 
@@ -538,9 +541,8 @@ impl Front {
             match client.stream.write(&client.out[client.written..]) {
                 Ok(0) => return self.close(index),
                 Ok(n) => client.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return self.set_interest(index, libc::EPOLLOUT);
-                }
+                // The next EPOLLOUT edge resumes the write.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.close(index),
             }
@@ -551,21 +553,21 @@ impl Front {
         if client.keep_alive {
             client.state = State::Head { started: false };
             client.deadline = Instant::now() + self.timeouts.idle;
-            self.set_interest(index, libc::EPOLLIN);
-            // A pipelined request may already be waiting in the buffer.
-            let client = self.clients[index].as_mut().expect("client");
+            // A pipelined request may already be in the buffer, or have
+            // arrived in the socket meanwhile (its edge is long gone).
             if !client.buffer.is_empty() {
                 client.state = State::Head { started: true };
                 client.deadline = Instant::now() + self.timeouts.head;
                 self.advance(index);
             }
+            self.read_request(index);
         } else {
             let _ = client.stream.shutdown(Shutdown::Write);
             client.state = State::Lingering;
             client.written = 0;
             client.deadline = Instant::now() + LINGER;
             client.buffer = Vec::new();
-            self.set_interest(index, libc::EPOLLIN);
+            self.linger(index);
         }
     }
 

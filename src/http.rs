@@ -161,7 +161,7 @@ pub fn serve(
     let front = crate::front::Front::new(
         listener,
         internal,
-        WORKERS,
+        WORKERS * 2,
         Arc::clone(&shared.requests),
         timeouts,
     )?;

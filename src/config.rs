@@ -45,7 +45,18 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     pub url: String,
+    /// As the user wrote it: for messages, labels and the index page.
     pub cmd: String,
+    pub action: Action,
+}
+
+/// What a probe does each period.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Run `program` with `args` (by default `/bin/sh -c CMD`).
+    Exec { program: String, args: Vec<String> },
+    /// A built-in check, for a `--cmd` written as a URL.
+    Check(crate::check::Check),
 }
 
 pub const DEFAULT_CMD: &str = "echo healthz";
@@ -83,6 +94,7 @@ const FLAGS: &[Flag] = &[
     value("failure-threshold"),
     value("success-threshold"),
     value("log-format"),
+    value("shell"),
     value("head-timeout"),
     value("idle-timeout"),
     value("write-timeout"),
@@ -100,7 +112,11 @@ Runs shell commands on a period and serves each result over HTTP:
 200 'ok' when the latest run exited 0, 503 with the reason otherwise.
 Flags may be written -name value, -name=value, --name value or --name=value.
 
-  --cmd CMD                command run with 'sh -c' (repeatable; default \"echo healthz\")
+  --cmd CMD                command run with --shell (repeatable; default \"echo healthz\"),
+                           or a built-in check: tcp://HOST:PORT, http://HOST[:PORT]/PATH,
+                           file:///PATH, dns://[SERVER[:PORT]]/NAME
+  --shell PROGRAM          program and leading arguments that run --cmd (default \"/bin/sh -c\");
+                           none: split --cmd into words (shell-like quoting) and run it directly
   --url PATH               path serving the --cmd at the same position
                            (repeatable; default /healthz for a single command)
   --port N                 TCP port to listen on (default 8080; 0 picks a free one)
@@ -150,6 +166,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
     let success_threshold = last(&mut args, "--success-threshold", parse_threshold)?.unwrap_or(1);
     let json_logs = last(&mut args, "--log-format", parse_log_format)?.unwrap_or(false);
+    let shell = last(&mut args, "--shell", parse_shell)?
+        .unwrap_or_else(|| Some(DEFAULT_SHELL.iter().map(|w| w.to_string()).collect()));
     let head_timeout = last(&mut args, "--head-timeout", parse_positive_duration)?
         .unwrap_or(Duration::from_secs(5));
     let idle_timeout = last(&mut args, "--idle-timeout", parse_positive_duration)?
@@ -166,7 +184,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     }
 
     Ok(Invocation::Run(Config {
-        probes: pair_probes(cmds, urls)?,
+        probes: pair_probes(cmds, urls, shell.as_deref())?,
         address,
         port,
         period,
@@ -310,7 +328,52 @@ fn pico_error(error: pico_args::Error) -> String {
     error.to_string()
 }
 
-fn pair_probes(cmds: Vec<String>, urls: Vec<String>) -> Result<Vec<ProbeSpec>, String> {
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// `none` → None (run commands directly); otherwise the shell's words.
+fn parse_shell(text: &str) -> Result<Option<Vec<String>>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let words = crate::words::split(text)?;
+    if words.is_empty() {
+        return Err("empty; use none to run commands without a shell".into());
+    }
+    Ok(Some(words))
+}
+
+/// How a probe runs `cmd`: a built-in check, through `shell`, or directly.
+fn action(cmd: &str, shell: Option<&[String]>, position: usize) -> Result<Action, String> {
+    if let Some(check) =
+        crate::check::parse(cmd).map_err(|e| format!("--cmd number {position}: {e}"))?
+    {
+        return Ok(Action::Check(check));
+    }
+    match shell {
+        Some([program, leading @ ..]) => Ok(Action::Exec {
+            program: program.clone(),
+            args: leading.iter().cloned().chain([cmd.to_string()]).collect(),
+        }),
+        _ => {
+            let mut words = crate::words::split(cmd)
+                .map_err(|e| format!("--cmd number {position} with --shell none: {e}"))?
+                .into_iter();
+            let program = words
+                .next()
+                .ok_or_else(|| format!("--cmd number {position} is empty"))?;
+            Ok(Action::Exec {
+                program,
+                args: words.collect(),
+            })
+        }
+    }
+}
+
+fn pair_probes(
+    cmds: Vec<String>,
+    urls: Vec<String>,
+    shell: Option<&[String]>,
+) -> Result<Vec<ProbeSpec>, String> {
     let cmds = if cmds.is_empty() {
         vec![DEFAULT_CMD.to_string()]
     } else {
@@ -342,11 +405,17 @@ fn pair_probes(cmds: Vec<String>, urls: Vec<String>) -> Result<Vec<ProbeSpec>, S
             ));
         }
     }
-    Ok(cmds
-        .into_iter()
+    cmds.into_iter()
         .zip(urls)
-        .map(|(cmd, url)| ProbeSpec { url, cmd })
-        .collect())
+        .enumerate()
+        .map(|(i, (cmd, url))| {
+            Ok(ProbeSpec {
+                action: action(&cmd, shell, i + 1)?,
+                url,
+                cmd,
+            })
+        })
+        .collect()
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -552,6 +621,10 @@ mod tests {
             (&["--failure-threshold=0"], "--failure-threshold"),
             (&["--success-threshold=-1"], "--success-threshold"),
             (&["--log-format=xml"], "--log-format"),
+            (&["--cmd=ftp://x/y"], "unknown scheme"),
+            (&["--cmd=tcp://host"], "PORT"),
+            (&["--shell=none", "--cmd='open"], "quote"),
+            (&["--shell="], "--shell"),
             (&["--nosuch"], "-nosuch"),
             (&["--cmd"], "-cmd"),
             (&["--cmd", "--url"], "-cmd"),
@@ -574,6 +647,36 @@ mod tests {
             );
             assert!(!error.contains('\n'), "{args:?}: error must be one line");
         }
+    }
+
+    #[test]
+    fn shells_and_checks() {
+        let exec = |program: &str, args: &[&str]| Action::Exec {
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        assert_eq!(
+            run(&["--cmd=ls /"]).unwrap().probes[0].action,
+            exec("/bin/sh", &["-c", "ls /"])
+        );
+        assert_eq!(
+            run(&["--shell=/bin/bash -eu -c", "--cmd=ls /"])
+                .unwrap()
+                .probes[0]
+                .action,
+            exec("/bin/bash", &["-eu", "-c", "ls /"])
+        );
+        assert_eq!(
+            run(&["--shell", "none", "--cmd=/bin/sh -c 'exit 3'"])
+                .unwrap()
+                .probes[0]
+                .action,
+            exec("/bin/sh", &["-c", "exit 3"])
+        );
+        assert!(matches!(
+            run(&["--cmd=tcp://127.0.0.1:80"]).unwrap().probes[0].action,
+            Action::Check(_)
+        ));
     }
 
     #[test]

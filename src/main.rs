@@ -7,6 +7,7 @@
 //! `watchdog` (staleness), `http` (serving), `process` (children, signals,
 //! PID 1), `log` and `duration` (Go's formats).
 
+mod check;
 mod config;
 mod duration;
 mod front;
@@ -20,6 +21,7 @@ mod process;
 mod results;
 mod status;
 mod watchdog;
+mod words;
 
 use std::sync::Arc;
 use std::thread;

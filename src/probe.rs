@@ -1,6 +1,7 @@
 //! One loop per command: run it every period, time it, bound it, record it.
 //!
-//! A run is `sh -c CMD` in its own process group, stdout and stderr sharing
+//! A built-in check (`check`) runs in the probe thread itself. A command
+//! runs as `sh -c CMD` (or as `--shell` says) in its own process group, stdout and stderr sharing
 //! one pipe. The probe thread `poll`s that pipe together with a wake pipe the
 //! reaper writes to when the command exits, so a single thread keeps the
 //! output bounded (the rest is read and thrown away: the command never blocks
@@ -14,10 +15,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error;
+use crate::config::{Action, ProbeSpec};
 use crate::log::{self, Level, Value};
 use crate::process::{Children, Pid, WaitStatus};
 use crate::results::{Outcome, Policy, Probe, Run, Verdict};
+use crate::{check, error};
 
 /// How long to keep reading after the command exited, for output still in
 /// flight from the group members that were just killed.
@@ -43,7 +45,7 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         }
     };
     let mut runner = Runner {
-        cmd: &probe.spec.cmd,
+        spec: &probe.spec,
         schedule,
         children,
         wake_reader,
@@ -116,7 +118,7 @@ fn wake_pipe() -> io::Result<(PipeReader, PipeWriter)> {
 }
 
 struct Runner<'a> {
-    cmd: &'a str,
+    spec: &'a ProbeSpec,
     schedule: Schedule,
     children: &'a Children,
     wake_reader: PipeReader,
@@ -133,9 +135,17 @@ struct Capture {
 impl Runner<'_> {
     fn run_once(&mut self, started: Instant) -> Run {
         let mut capture = Capture::default();
-        let outcome = match self.start() {
-            Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),
-            Err(e) => Outcome::SpawnFailed(e.to_string()),
+        let outcome = match &self.spec.action {
+            Action::Exec { program, args } => match self.start(program, args) {
+                Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),
+                Err(e) => Outcome::SpawnFailed(e.to_string()),
+            },
+            Action::Check(check) => {
+                let (outcome, said) = check::run(check, self.schedule.timeout);
+                capture.kept = said;
+                capture.kept.truncate(self.schedule.max_output);
+                outcome
+            }
         };
         let finished_at = Instant::now();
         Run {
@@ -148,20 +158,20 @@ impl Runner<'_> {
         }
     }
 
-    /// Spawns `sh -c CMD`; returns its pid and the read end of its output.
-    fn start(&self) -> io::Result<(Pid, PipeReader)> {
+    /// Spawns the command (by default `/bin/sh -c CMD`); returns its pid
+    /// and the read end of its output.
+    fn start(&self, program: &str, args: &[String]) -> io::Result<(Pid, PipeReader)> {
         let (reader, writer) = io::pipe()?;
-        let mut command = Command::new("/bin/sh");
+        let mut command = Command::new(program);
         command
-            .arg("-c")
-            .arg(self.cmd)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)
             .stderr(writer);
         let pid = self
             .children
             .spawn(&mut command, &self.wake_writer)
-            .map_err(|e| io::Error::new(e.kind(), format!("/bin/sh: {e}")))?;
+            .map_err(|e| io::Error::new(e.kind(), format!("{program}: {e}")))?;
         // `command` holds our copies of the write end: drop them, or the
         // pipe would never report end of file.
         drop(command);
@@ -196,7 +206,7 @@ impl Runner<'_> {
                     if self.children.abandon(pid).is_none() {
                         error!(
                             "command {} (pid {pid}) did not die after SIGKILL",
-                            crate::json::string(self.cmd)
+                            crate::json::string(&self.spec.cmd)
                         );
                     }
                     return Outcome::TimedOut(self.schedule.timeout);

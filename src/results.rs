@@ -24,6 +24,8 @@ pub enum Outcome {
     TimedOut(Duration),
     /// The command could not be started at all (e.g. `EAGAIN` under a pids limit).
     SpawnFailed(String),
+    /// A built-in check (`check`) failed, and why.
+    CheckFailed(String),
 }
 
 impl Outcome {
@@ -49,6 +51,7 @@ impl Outcome {
                 duration::format(*after)
             )),
             Outcome::SpawnFailed(why) => Some(format!("failed to start: {why}")),
+            Outcome::CheckFailed(why) => Some(why.clone()),
         }
     }
 }
@@ -379,11 +382,13 @@ pub struct Snapshot {
 
 impl Outcome {
     /// The exit code for reports: the code, `128 + N` for signal N (as
-    /// shells say it), `-1` when the command did not finish by itself.
+    /// shells say it), 1 for a failed built-in check, `-1` when the command
+    /// did not finish by itself.
     pub fn exit_code(&self) -> i64 {
         match self {
             Outcome::Exited(code) => i64::from(*code),
             Outcome::Signaled { signal, .. } => 128 + i64::from(*signal),
+            Outcome::CheckFailed(_) => 1,
             Outcome::TimedOut(_) | Outcome::SpawnFailed(_) => -1,
         }
     }
@@ -429,6 +434,10 @@ mod tests {
         Probe::new(ProbeSpec {
             url: "/healthz".into(),
             cmd: "true".into(),
+            action: crate::config::Action::Exec {
+                program: "true".into(),
+                args: Vec::new(),
+            },
         })
     }
 

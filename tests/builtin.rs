@@ -1,0 +1,221 @@
+//! Probes that need no shell: --shell none and the built-in tcp, http,
+//! file and dns checks, against real peers started here.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+
+fn failing(server: &Server, needle: &str) -> Response {
+    let response = server.wait_for("/healthz", |r| r.text().contains(needle));
+    assert_eq!(response.status, 503, "{}", response.text());
+    response
+}
+
+#[test]
+fn shell_none_runs_words_directly() {
+    let server = Server::start(&["--shell=none", "--cmd=/bin/sh -c 'exit 3'", "--period=10ms"]);
+    assert!(
+        failing(&server, "Result of last exec")
+            .text()
+            .ends_with("error exit status 3")
+    );
+    let quoted = Server::start(&[
+        "--shell",
+        "none",
+        r#"--cmd=printf '%s|' 'a b' "c \"d\"" e\ f $HOME"#,
+        "--output",
+        "--period=1h",
+    ]);
+    assert_eq!(
+        quoted.wait_status("/healthz", 200).text(),
+        "a b|c \"d\"|e f|$HOME|"
+    );
+}
+
+#[test]
+fn shell_flag_chooses_the_shell() {
+    let server = Server::start(&[
+        "--shell=/bin/sh -e -c",
+        "--cmd=false; echo not reached",
+        "--period=1h",
+    ]);
+    assert!(
+        failing(&server, "Result of last exec")
+            .text()
+            .ends_with(", error exit status 1")
+    );
+}
+
+#[test]
+fn tcp_check() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server::start(&[&format!("--cmd=tcp://127.0.0.1:{port}"), "--period=10ms"]);
+    server.wait_status("/healthz", 200);
+    drop(listener);
+    let response = failing(&server, "Connection refused");
+    assert!(
+        response
+            .text()
+            .contains(&format!("connect 127.0.0.1:{port}")),
+        "{}",
+        response.text()
+    );
+}
+
+/// An HTTP peer answering every request with `status`; returns its port.
+fn http_peer(status: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn http_check_passes_on_200_to_399() {
+    for status in ["200 OK", "302 Found"] {
+        let port = http_peer(status);
+        let server = Server::start(&[
+            &format!("--cmd=http://localhost:{port}/ready"),
+            "--output",
+            "--period=10ms",
+        ]);
+        assert_eq!(
+            server.wait_status("/healthz", 200).text(),
+            format!("HTTP/1.1 {status}")
+        );
+    }
+    let port = http_peer("500 Internal Server Error");
+    let server = Server::start(&[&format!("--cmd=http://127.0.0.1:{port}/"), "--period=10ms"]);
+    let text = failing(&server, "HTTP status").text();
+    assert!(
+        text.contains("Result of last exec: HTTP/1.1 500 Internal Server Error, at"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("error HTTP status 500 (want 200-399)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn http_check_times_out_on_a_silent_peer() {
+    // Accepts connections (the kernel does) and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server::start(&[
+        &format!("--cmd=http://127.0.0.1:{port}/"),
+        "--timeout=200ms",
+        "--period=10ms",
+    ]);
+    failing(&server, "error timed out after 200ms");
+    drop(listener);
+}
+
+#[test]
+fn file_check() {
+    let dir = TempDir::new("filecheck");
+    let path = dir.file("ready");
+    let server = Server::start(&[&format!("--cmd=file://{path}"), "--period=10ms"]);
+    failing(&server, "No such file or directory");
+    std::fs::write(&path, "").unwrap();
+    server.wait_status("/healthz", 200);
+}
+
+/// A DNS peer: answers `ok.test` with one A record, anything else with
+/// NXDOMAIN; `silent` never answers.
+fn dns_peer(silent: bool) -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let peer = socket.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        while let Ok((n, from)) = peer.recv_from(&mut buffer) {
+            if silent || n < 12 {
+                continue;
+            }
+            let query = &buffer[..n];
+            // The question: labels from offset 12 to the zero byte, then type, class.
+            let end = 12 + query[12..].iter().position(|b| *b == 0).unwrap() + 1;
+            let qtype = u16::from_be_bytes([query[end], query[end + 1]]);
+            let known = &query[12..end] == b"\x02ok\x04test\x00";
+            let mut reply = query[..end + 4].to_vec();
+            reply[2] = 0x81; // answer, RD
+            reply[3] = if known { 0x80 } else { 0x83 }; // RA; NOERROR or NXDOMAIN
+            if known && qtype == 1 {
+                reply[7] = 1; // one answer
+                reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3]);
+            }
+            let _ = peer.send_to(&reply, from);
+        }
+    });
+    (socket, port)
+}
+
+#[test]
+fn dns_check() {
+    let (_peer, port) = dns_peer(false);
+    let server = Server::start(&[
+        &format!("--cmd=dns://127.0.0.1:{port}/ok.test"),
+        "--output",
+        "--period=10ms",
+    ]);
+    let text = server.wait_status("/healthz", 200).text();
+    assert!(text.starts_with("ok.test: 1 A record(s)"), "{text}");
+    let missing = Server::start(&[
+        &format!("--cmd=dns://127.0.0.1:{port}/missing.test"),
+        "--period=10ms",
+    ]);
+    let text = failing(&missing, "NXDOMAIN").text();
+    assert!(
+        text.contains("missing.test: NXDOMAIN from 127.0.0.1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dns_check_times_out_on_a_silent_server() {
+    let (_peer, port) = dns_peer(true);
+    let server = Server::start(&[
+        &format!("--cmd=dns://127.0.0.1:{port}/ok.test"),
+        "--timeout=200ms",
+        "--period=10ms",
+    ]);
+    failing(&server, "error timed out after 200ms");
+}
+
+#[test]
+fn checks_show_in_metrics_and_status_like_commands() {
+    let server = Server::start(&["--cmd=file:///nonexistent-exechealthz", "--period=10ms"]);
+    failing(&server, "nonexistent");
+    let status = server.get("/status").text();
+    assert!(
+        status.starts_with("[-]/healthz failed: /nonexistent-exechealthz: No such file"),
+        "{status}"
+    );
+    let metrics = server.get("/metrics").text();
+    assert!(metrics.contains("exechealthz_probe_last_exit_code{url=\"/healthz\",cmd=\"file:///nonexistent-exechealthz\"} 1"), "{metrics}");
+}
+
+#[test]
+fn unknown_schemes_are_start_up_errors() {
+    let output = run_to_end(&["--cmd=gopher://x/y"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown scheme gopher://"), "{stderr}");
+}

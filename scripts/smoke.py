@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Starts a command that runs exechealthz (with --port=0 added), waits for
+"""Starts a command that runs exechealthz (with --port=0 added unless it
+names a port), waits for
 its listening line, GETs a path and checks the status; then SIGTERMs it and
 checks it exits 0. Used by release-check.sh on each binary and the image.
 
@@ -16,7 +17,9 @@ import urllib.request
 
 def main():
     path, status = sys.argv[1], int(sys.argv[2])
-    command = sys.argv[sys.argv.index("--") + 1:] + ["--port=0"]
+    command = sys.argv[sys.argv.index("--") + 1:]
+    if not any(arg.startswith(("--port", "-port")) for arg in command):
+        command.append("--port=0")
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     port = None
     deadline = time.time() + 30  # qemu is slow to start

@@ -11,7 +11,7 @@
 
 use std::io::{self, PipeReader, PipeWriter, Read};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -162,10 +162,13 @@ impl Runner<'_> {
     /// and the read end of its output.
     fn start(&self, program: &str, args: &[String]) -> io::Result<(Pid, PipeReader)> {
         let (reader, writer) = io::pipe()?;
+        // stdin: a pipe whose write end is closed, so reads see end of file.
+        // Not /dev/null: a bare root (chroot, some scratch setups) has none.
+        let (stdin, _) = io::pipe()?;
         let mut command = Command::new(program);
         command
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(writer.try_clone()?)
             .stderr(writer);
         let pid = self

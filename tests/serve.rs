@@ -411,3 +411,10 @@ fn stdout_and_stderr_are_combined_in_order() {
         "out\nerr\nout2\n"
     );
 }
+
+#[test]
+fn commands_read_end_of_file_on_stdin() {
+    // `cat` would wait forever on an open stdin; the timeout would fail it.
+    let server = Server::start(&["--cmd=cat", "--timeout=5s", "--period=1h"]);
+    assert_eq!(server.wait_status("/healthz", 200).text(), "ok");
+}

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
+use std::process::Command;
 
 fn failing(server: &Server, needle: &str) -> Response {
     let response = server.wait_for("/healthz", |r| r.text().contains(needle));
@@ -140,7 +141,15 @@ fn file_check() {
 /// A DNS peer: answers `ok.test` with one A record, anything else with
 /// NXDOMAIN; `silent` never answers.
 fn dns_peer(silent: bool) -> (UdpSocket, u16) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    dns_peer_on("127.0.0.1:0", silent)
+}
+
+fn dns_peer_at(address: &str) -> (UdpSocket, u16) {
+    dns_peer_on(address, false)
+}
+
+fn dns_peer_on(address: &str, silent: bool) -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind(address).unwrap();
     let port = socket.local_addr().unwrap().port();
     let peer = socket.try_clone().unwrap();
     std::thread::spawn(move || {
@@ -218,4 +227,55 @@ fn unknown_schemes_are_start_up_errors() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown scheme gopher://"), "{stderr}");
+}
+
+#[test]
+fn tcp_check_on_a_bracketed_ipv6_address() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let server = Server::start(&[
+        &format!("--cmd=tcp://[::1]:{port}"),
+        "--output",
+        "--period=1h",
+    ]);
+    assert_eq!(
+        server.wait_status("/healthz", 200).text(),
+        format!("connected to [::1]:{port}")
+    );
+}
+
+#[test]
+fn dns_check_without_a_server_uses_resolv_conf() {
+    // A private mount namespace whose /etc/resolv.conf names our peer; it
+    // must listen on port 53, so it takes a loopback address of its own.
+    let ok = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let Ok(socket) = UdpSocket::bind("127.0.0.77:53") else {
+        eprintln!("SKIPPED: cannot bind 127.0.0.77:53 (needs root)");
+        return;
+    };
+    if !ok {
+        eprintln!("SKIPPED: cannot create a mount namespace (needs root)");
+        return;
+    }
+    drop(socket);
+    let (_peer, _) = dns_peer_at("127.0.0.77:53");
+    let dir = TempDir::new("resolv");
+    let conf = dir.file("resolv.conf");
+    std::fs::write(&conf, "search example.invalid\nnameserver 127.0.0.77\n").unwrap();
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "/bin/sh", "-c"]).arg(format!(
+        "mount --bind {conf} /etc/resolv.conf && exec {BIN} --cmd=dns:///ok.test --output --period=1h --port=0"
+    ));
+    let server = Server::start_command(command);
+    let text = server.wait_status("/healthz", 200).text();
+    assert!(
+        text.starts_with("ok.test: 1 A record(s) from 127.0.0.77:53"),
+        "{text}"
+    );
 }

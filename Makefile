@@ -77,8 +77,8 @@ fmt:
 bench:
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	scripts/build-static.sh amd64
-	$(CARGO) build --release --locked --target x86_64-unknown-linux-musl --example bare
-	python3 bench/run.py bin/amd64/exechealthz --bare target/x86_64-unknown-linux-musl/release/examples/bare
+	EXAMPLE=bare scripts/build-static.sh amd64
+	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare
 
 container: build
 	@test "$(CONTAINER_TOOL)" != none || { echo "no container tool: install docker, podman or buildah" >&2; exit 1; }

@@ -9,7 +9,8 @@
 #
 # With `cross` (CROSS=cross, or found with a working container engine) the
 # real musl target is built in cross's image. Otherwise cargo builds it with
-# what this machine has; where no musl std can be had for the target (rustup
+# what this machine has: with a nightly that has rust-src, std is rebuilt
+# without its backtrace printer (-Zbuild-std; STD=stable to skip); where no musl std can be had for the target (rustup
 # cannot download it), it falls back to a static build of the gnu twin with
 # Debian's cross gcc as linker, and says so.
 set -euo pipefail
@@ -23,7 +24,13 @@ case $arch in
   ppc64le) musl=powerpc64le-unknown-linux-musl; gnu=powerpc64le-unknown-linux-gnu;  gcc=powerpc64le-linux-gnu-gcc ;;
   *) echo "build-static.sh: unknown ARCH '$arch' (amd64, arm, arm64, ppc64le)" >&2; exit 2 ;;
 esac
-out=bin/$arch/exechealthz
+# EXAMPLE=bare builds examples/bare.rs the same way (for `make bench`).
+if [ -n "${EXAMPLE:-}" ]; then
+  what=(--example "$EXAMPLE"); sub=examples/; name=$EXAMPLE
+else
+  what=(); sub=; name=exechealthz
+fi
+out=bin/$arch/$name
 mkdir -p "bin/$arch"
 
 # CARGO_TARGET_<TRIPLE>_<NAME>=value, for one target only.
@@ -43,25 +50,44 @@ has_std() {
   [ -d "$(rustc --print sysroot)/lib/rustlib/$1/lib" ]
 }
 
+# A nightly with rust-src and the target's musl objects (for crt and libc).
+nightly_build_std() {
+  local sysroot
+  sysroot=$(rustc +nightly --print sysroot 2>/dev/null) || return 1
+  [ -d "$sysroot/lib/rustlib/src/rust/library" ] || return 1
+  [ -d "$sysroot/lib/rustlib/$1/lib" ] || rustup target add "$1" --toolchain nightly >/dev/null 2>&1
+  [ -d "$sysroot/lib/rustlib/$1/lib" ]
+}
+
 if [ -z "${CROSS:-}" ] && command -v cross >/dev/null && engine_works; then
   CROSS=cross
 fi
 
 if [ -n "${CROSS:-}" ]; then
   echo "build-static: $CROSS build --target $musl"
-  CROSS_CONFIG=${CROSS_CONFIG:-cross.toml} "$CROSS" build --release --locked --target "$musl"
-  built=target/$musl/release/exechealthz
+  CROSS_CONFIG=${CROSS_CONFIG:-cross.toml} "$CROSS" build --release --locked --target "$musl" "${what[@]}"
+  built=target/$musl/release/$sub$name
 else
   has_std "$musl" || rustup target add "$musl" >/dev/null 2>&1 || true
-  if has_std "$musl"; then
+  if [ "${STD:-auto}" != stable ] && nightly_build_std "$musl"; then
+    # std rebuilt from source without its default features: no backtrace
+    # printer (gimli, addr2line, miniz_oxide: about 300 KiB). Panics still
+    # print their message. STD=stable skips this.
+    echo "build-static: cargo +nightly build -Zbuild-std --target $musl (rust-lld, --icf=all)"
+    target_env "$musl" LINKER rust-lld
+    target_env "$musl" RUSTFLAGS "-C link-arg=--icf=all"
+    cargo +nightly build --release --locked --target "$musl" "${what[@]}" \
+      -Zbuild-std=std,panic_abort -Zbuild-std-features=
+    built=target/$musl/release/$sub$name
+  elif has_std "$musl"; then
     echo "build-static: cargo build --target $musl (rust-lld, --icf=all)"
     # Static, non-PIE flags come from .cargo/config.toml. rust-lld links
     # with the musl objects rustup ships, and folds identical functions
     # (--icf=all: 11 KiB on amd64, which keeps it inside 700 KiB).
     target_env "$musl" LINKER rust-lld
     target_env "$musl" RUSTFLAGS "-C link-arg=--icf=all"
-    cargo build --release --locked --target "$musl"
-    built=target/$musl/release/exechealthz
+    cargo build --release --locked --target "$musl" "${what[@]}"
+    built=target/$musl/release/$sub$name
   else
     echo "build-static: NOTE: no musl std for $musl on this machine;"
     echo "build-static: NOTE: building a static binary of its gnu twin $gnu instead (glibc, +crt-static)"
@@ -72,8 +98,8 @@ else
     }
     target_env "$gnu" RUSTFLAGS "-C target-feature=+crt-static -C relocation-model=static"
     target_env "$gnu" LINKER "$gcc"
-    cargo build --release --locked --target "$gnu"
-    built=target/$gnu/release/exechealthz
+    cargo build --release --locked --target "$gnu" "${what[@]}"
+    built=target/$gnu/release/$sub$name
   fi
 fi
 

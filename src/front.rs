@@ -512,7 +512,7 @@ impl Front {
                 index,
                 Reject {
                     status: 503,
-                    why: "internal server error",
+                    why: "no answer from the internal server",
                 },
             );
         }

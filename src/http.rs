@@ -29,6 +29,11 @@ pub const RESERVED_PATHS: &[&str] = &["/", "/quit", "/metrics", "/status"];
 /// microseconds, so a few suffice; tiny_http queues requests meanwhile.
 const WORKERS: usize = 4;
 
+/// Connections from the front to tiny_http: requests in flight at once.
+/// tiny_http holds one thread per connection, so this also bounds its
+/// threads whatever clients do. Twice the workers keeps them busy.
+const INTERNAL_CONNECTIONS: usize = 2 * WORKERS;
+
 /// What the workers share.
 pub struct Shared {
     pub probes: Arc<Vec<Probe>>,
@@ -156,12 +161,10 @@ pub fn serve(
             .stack_size(crate::THREAD_STACK)
             .spawn(move || work(&server, &shared))?;
     }
-    // As many internal connections as workers: tiny_http holds one thread
-    // per connection, so this bounds its threads whatever clients do.
     let front = crate::front::Front::new(
         listener,
         internal,
-        WORKERS * 2,
+        INTERNAL_CONNECTIONS,
         Arc::clone(&shared.requests),
         timeouts,
     )?;

@@ -218,9 +218,9 @@ enum Reply {
     MethodNotAllowed(&'static str),
 }
 
-fn route(method: &Method, path: &str, front: &Shared) -> Reply {
+fn route(method: &Method, path: &str, shared: &Shared) -> Reply {
     let read_only = matches!(method, Method::Get | Method::Head);
-    let (allowed, reply) = if let Some(i) = front.probes.iter().position(|p| p.spec.url == path) {
+    let (allowed, reply) = if let Some(i) = shared.probes.iter().position(|p| p.spec.url == path) {
         (read_only, Reply::Probe(i))
     } else if path == "/" {
         (read_only, Reply::Index)
@@ -228,7 +228,7 @@ fn route(method: &Method, path: &str, front: &Shared) -> Reply {
         (read_only, Reply::Metrics)
     } else if path == "/status" {
         (read_only, Reply::Status)
-    } else if path == "/quit" && front.enable_quit {
+    } else if path == "/quit" && shared.enable_quit {
         return match method {
             Method::Get | Method::Post => Reply::Quit,
             _ => Reply::MethodNotAllowed("GET, POST"),
@@ -243,27 +243,27 @@ fn route(method: &Method, path: &str, front: &Shared) -> Reply {
     }
 }
 
-fn answer(request: Request, front: &Shared) {
+fn answer(request: Request, shared: &Shared) {
     let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-    let reply = route(request.method(), path, front);
+    let reply = route(request.method(), path, shared);
     let (status, body, content_type) = match &reply {
         Reply::Probe(i) => {
-            let answer = front.probes[*i].answer(Instant::now(), &front.policy);
+            let answer = shared.probes[*i].answer(Instant::now(), &shared.policy);
             (answer.status, answer.body, "text/plain; charset=utf-8")
         }
         Reply::Metrics => {
             // Counted before rendering, so a scrape sees itself.
-            front.requests.count(200);
+            shared.requests.count(200);
             let text = metrics::render(
-                &front.probes,
-                &front.policy,
-                front.started,
-                &front.requests.snapshot(),
+                &shared.probes,
+                &shared.policy,
+                shared.started,
+                &shared.requests.snapshot(),
             );
             (200, text.into_bytes(), metrics::CONTENT_TYPE)
         }
         Reply::Status => {
-            let rendered = status::render(&front.probes, &front.policy, query);
+            let rendered = status::render(&shared.probes, &shared.policy, query);
             let content_type = if rendered.json {
                 "application/json"
             } else {
@@ -273,7 +273,7 @@ fn answer(request: Request, front: &Shared) {
         }
         Reply::Index => (
             200,
-            index_page(front).into_bytes(),
+            index_page(shared).into_bytes(),
             "text/html; charset=utf-8",
         ),
         Reply::Quit => (200, b"bye\n".to_vec(), "text/plain; charset=utf-8"),
@@ -298,7 +298,7 @@ fn answer(request: Request, front: &Shared) {
         response.add_header(header("Allow", allow));
     }
     if !matches!(reply, Reply::Metrics) {
-        front.requests.count(status);
+        shared.requests.count(status);
     }
     let delivered = crate::front::DELIVERED.load(std::sync::atomic::Ordering::Relaxed);
     // An error here means the client went away: nothing to do for it.
@@ -312,7 +312,7 @@ fn answer(request: Request, front: &Shared) {
         {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        front.children.kill_all_and_exit(0);
+        shared.children.kill_all_and_exit(0);
     }
 }
 
@@ -320,12 +320,12 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-fn index_page(front: &Shared) -> String {
+fn index_page(shared: &Shared) -> String {
     let mut page = String::from(
         "<!DOCTYPE html>\n<html><head><title>exechealthz</title></head><body>\n\
          <h1>exechealthz</h1>\n<h2>Probes</h2>\n<ul>\n",
     );
-    for probe in front.probes.iter() {
+    for probe in shared.probes.iter() {
         let url = escape_html(&probe.spec.url);
         page.push_str(&format!(
             "<li><a href=\"{url}\">{url}</a>: <code>{}</code></li>\n",
@@ -338,7 +338,7 @@ fn index_page(front: &Shared) -> String {
          (<a href=\"/status?format=json\">JSON</a>; ?exclude=URL)</li>\n\
          <li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
     );
-    if front.enable_quit {
+    if shared.enable_quit {
         page.push_str("<li>/quit: stops the process (GET or POST)</li>\n");
     }
     page.push_str("</ul>\n</body></html>\n");

@@ -86,6 +86,8 @@ struct Client {
     out: Vec<u8>,
     written: usize,
     keep_alive: bool,
+    /// Input arrived (an edge) while we were not reading: read it later.
+    unread: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -268,6 +270,7 @@ impl Front {
             out: Vec::new(),
             written: 0,
             keep_alive: true,
+            unread: false,
         });
     }
 
@@ -291,6 +294,9 @@ impl Front {
         let Some(client) = self.clients.get_mut(index).and_then(|c| c.as_mut()) else {
             return;
         };
+        if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+            client.unread = true;
+        }
         match client.state {
             State::Writing => self.write_out(index),
             State::Head { .. } | State::Body { .. } => self.read_request(index),
@@ -316,7 +322,7 @@ impl Front {
             if !matches!(client.state, State::Head { .. } | State::Body { .. }) {
                 return;
             }
-            match client.stream.read(&mut scratch) {
+            let drained = match client.stream.read(&mut scratch) {
                 Ok(0) => return self.close(index),
                 Ok(n) => {
                     client.buffer.extend_from_slice(&scratch[..n]);
@@ -324,14 +330,23 @@ impl Front {
                         client.state = State::Head { started: true };
                         client.deadline = client.deadline.min(Instant::now() + self.timeouts.head);
                     }
+                    // A short read emptied the socket: the next byte brings
+                    // a new edge, so no second read just to see EAGAIN.
+                    n < scratch.len()
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return self.close(index),
+            };
+            if drained {
+                client.unread = false;
             }
             // Scan refuses a head past MAX_HEAD and a body is at most
             // MAX_BODY, so the buffer stays bounded.
             self.advance(index);
+            if drained {
+                return;
+            }
         }
     }
 
@@ -474,7 +489,12 @@ impl Front {
                     broken = true;
                     break;
                 }
-                Ok(n) => upstream.buffer.extend_from_slice(&scratch[..n]),
+                Ok(n) => {
+                    upstream.buffer.extend_from_slice(&scratch[..n]);
+                    if n < scratch.len() {
+                        break; // drained; level-triggered anyway
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -560,7 +580,9 @@ impl Front {
                 client.deadline = Instant::now() + self.timeouts.head;
                 self.advance(index);
             }
-            self.read_request(index);
+            if self.clients[index].as_ref().is_some_and(|c| c.unread) {
+                self.read_request(index);
+            }
         } else {
             let _ = client.stream.shutdown(Shutdown::Write);
             client.state = State::Lingering;

@@ -247,9 +247,22 @@ fn a_client_that_does_not_read_is_dropped() {
 #[test]
 fn thousands_of_idle_connections_do_not_block_a_request() {
     raise_open_files_limit();
-    let server = Server::start(&["--period=10ms"]);
+    let dir = TempDir::new("idle");
+    let runs = dir.file("runs");
+    let server = Server::start(&[&format!("--cmd=echo x >> {runs}"), "--period=10ms"]);
     server.wait_status("/healthz", 200);
     let idle: Vec<TcpStream> = (0..2000).map(|_| connect(&server)).collect();
+    // The probe keeps running while they are held.
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = count();
+    eventually("20 more probe runs", || {
+        (count() >= before + 20).then_some(())
+    });
     let start = Instant::now();
     let response = server.get("/healthz");
     let took = start.elapsed();

@@ -9,7 +9,7 @@
 //! Why: tiny_http 0.12 has no limit on head size, no timeouts, a thread per
 //! connection and an accept loop that dies on the first error (see
 //! docs/http-front.md). Here a connection costs a few hundred bytes until it
-//! sends something, tiny_http sees four connections whatever the load, and
+//! sends something, tiny_http sees eight connections whatever the load, and
 //! running out of descriptors only pauses accepting.
 //!
 //! It must not block: every socket is non-blocking, and no request waits

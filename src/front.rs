@@ -104,8 +104,11 @@ enum State {
     /// Waiting for tiny_http's answer.
     Upstream,
     Writing,
-    /// Refused: our answer is out, input is read and dropped until close.
-    Lingering,
+    /// Refused: our answer is out, input is read and dropped until close;
+    /// `discarded` bytes so far.
+    Lingering {
+        discarded: usize,
+    },
 }
 
 struct Upstream {
@@ -300,7 +303,7 @@ impl Front {
         match client.state {
             State::Writing => self.write_out(index),
             State::Head { .. } | State::Body { .. } => self.read_request(index),
-            State::Lingering => self.linger(index),
+            State::Lingering { .. } => self.linger(index),
             State::Upstream => {
                 // Input waits in the socket until the answer is out; a reset
                 // ends the client now.
@@ -361,9 +364,11 @@ impl Front {
             match client.stream.read(&mut scratch) {
                 Ok(0) => return self.close(index),
                 Ok(n) => {
-                    // `written` counts what was discarded while lingering.
-                    client.written += n;
-                    if client.written > LINGER_BYTES {
+                    let State::Lingering { discarded } = &mut client.state else {
+                        return;
+                    };
+                    *discarded += n;
+                    if *discarded > LINGER_BYTES {
                         return self.close(index);
                     }
                 }
@@ -585,8 +590,7 @@ impl Front {
             }
         } else {
             let _ = client.stream.shutdown(Shutdown::Write);
-            client.state = State::Lingering;
-            client.written = 0;
+            client.state = State::Lingering { discarded: 0 };
             client.deadline = Instant::now() + LINGER;
             client.buffer = Vec::new();
             self.linger(index);
@@ -626,7 +630,7 @@ impl Front {
                     let serial = client.serial;
                     self.fail(index, serial);
                 }
-                State::Head { started: false } | State::Writing | State::Lingering => {
+                State::Head { started: false } | State::Writing | State::Lingering { .. } => {
                     self.close(index)
                 }
             }

@@ -35,7 +35,8 @@ pub const THREAD_STACK: usize = 128 * 1024;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    log::set_json(config::wants_json_logs(&args));
+    let json_logs = config::wants_json_logs(&args);
+    log::set_json(json_logs);
     // A panic aborts (see Cargo.toml); its message goes out as a log line.
     std::panic::set_hook(Box::new(|panic| error!("panic: {panic}")));
     let config = match config::parse(args) {
@@ -50,7 +51,7 @@ fn main() {
         }
         Err(e) => {
             // Text: a plain line, as Go's flag package prints its errors.
-            if config::wants_json_logs(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
+            if json_logs {
                 error!("exechealthz: {e}; see 'exechealthz --help'");
             } else {
                 eprintln!("exechealthz: {e}; see 'exechealthz --help'");

@@ -239,11 +239,8 @@ fn sigterm_during_a_run_kills_the_group_and_exits_zero() {
 /// (pid, state) of the children of `parent`, from /proc/*/stat.
 fn children_of(parent: u32) -> Vec<(u32, char)> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in processes() {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         let after = &stat[stat.rfind(')').unwrap() + 2..];

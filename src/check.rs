@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::results::Outcome;
+use crate::outcome::Outcome;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::spec::{Action, ProbeSpec, RESERVED_PATHS};
 use crate::{duration, json};
 
 /// What the arguments ask for.
@@ -39,24 +40,6 @@ pub struct Config {
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
-}
-
-/// One command and the URL that serves its result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeSpec {
-    pub url: String,
-    /// As the user wrote it: for messages, labels and the index page.
-    pub cmd: String,
-    pub action: Action,
-}
-
-/// What a probe does each period.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Run `program` with `args` (by default `/bin/sh -c CMD`).
-    Exec { program: String, args: Vec<String> },
-    /// A built-in check, for a `--cmd` written as a URL.
-    Check(crate::check::Check),
 }
 
 pub const DEFAULT_CMD: &str = "echo healthz";
@@ -432,10 +415,10 @@ fn check_url(url: &str) -> Result<(), String> {
             json::string(&bad.to_string())
         ));
     }
-    if crate::http::RESERVED_PATHS.contains(&url) {
+    if RESERVED_PATHS.contains(&url) {
         return Err(format!(
             "--url {url} is reserved by the server (reserved: {})",
-            crate::http::RESERVED_PATHS.join(", ")
+            RESERVED_PATHS.join(", ")
         ));
     }
     Ok(())

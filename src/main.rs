@@ -10,15 +10,15 @@
 mod check;
 mod config;
 mod duration;
-mod front;
-mod head;
 mod http;
 mod json;
 mod log;
 mod metrics;
+mod outcome;
 mod probe;
 mod process;
 mod results;
+mod spec;
 mod status;
 mod watchdog;
 mod words;
@@ -100,9 +100,9 @@ fn run(config: Config) -> Result<(), String> {
         policy,
         enable_quit: config.enable_quit,
         started: std::time::SystemTime::now(),
-        requests: Arc::new(http::RequestCounts::default()),
+        requests: Default::default(),
     };
-    let timeouts = front::Timeouts {
+    let timeouts = http::Timeouts {
         head: config.head_timeout,
         idle: config.idle_timeout,
         write: config.write_timeout,

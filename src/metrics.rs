@@ -4,11 +4,37 @@
 //! It reads snapshots and counters; it changes nothing.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::results::{Policy, Probe};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every status code we answer with.
+const CODES: [u16; 12] = [200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 503, 505];
+
+/// HTTP answers counted by status code, for `exechealthz_http_requests_total`.
+#[derive(Default)]
+pub struct RequestCounts([AtomicU64; CODES.len()]);
+
+impl RequestCounts {
+    pub fn count(&self, code: u16) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (code, count) for the codes answered at least once.
+    pub fn snapshot(&self) -> Vec<(u16, u64)> {
+        CODES
+            .iter()
+            .zip(&self.0)
+            .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
 
 /// Renders every metric. `requests` is (status code, count) for HTTP answers.
 pub fn render(

@@ -15,10 +15,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Action, ProbeSpec};
 use crate::log::{self, Level, Value};
+use crate::outcome::Outcome;
 use crate::process::{Children, Pid, WaitStatus};
-use crate::results::{Outcome, Policy, Probe, Run, Verdict};
+use crate::results::{Policy, Probe, Run, Verdict};
+use crate::spec::{Action, ProbeSpec};
 use crate::{check, error};
 
 /// How long to keep reading after the command exited, for output still in

@@ -160,7 +160,8 @@ fn malformed_requests_get_4xx_or_a_close_and_never_a_crash() {
         b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rInjected: 1\r\n\r\n",
         b"GET / HTTP/1.1\nHost: a\n\n",
         b"\r\n\r\n",
-        b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"CONNECT evil:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
     ];
     for raw in cases {
         let status = status_of(&server, raw);
@@ -224,8 +225,9 @@ fn a_client_that_does_not_read_is_dropped() {
     // The server stalls on a full socket and must hang up at its write
     // deadline: watch our end of the connection leave ESTABLISHED.
     let port = stream.local_addr().unwrap().port();
+    let server_port = server.address.port();
     eventually("the server to drop the connection", || {
-        (tcp_state(port) != Some(1)).then_some(())
+        (tcp_state(port, server_port) != Some(1)).then_some(())
     });
     let mut total = 0usize;
     let mut buffer = vec![0u8; 1 << 20];
@@ -311,13 +313,17 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
     assert_eq!(numbers, ["4096", "4096"], "{line}");
 }
 
-/// State of the IPv4 TCP socket bound to local `port` on 127.0.0.1, as
-/// /proc/net/tcp numbers it (1 = ESTABLISHED), or None once it is gone.
-fn tcp_state(port: u16) -> Option<u8> {
+/// State of the IPv4 TCP connection from local `port` to `remote_port` on
+/// 127.0.0.1, as /proc/net/tcp numbers it (1 = ESTABLISHED), or None once
+/// it is gone. Both ports: an old connection of another test on the same
+/// local port may linger in TIME_WAIT.
+fn tcp_state(port: u16, remote_port: u16) -> Option<u8> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{remote_port:04X}");
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields[1] == local).then(|| u8::from_str_radix(fields[3], 16).unwrap())
+        (fields[1] == local && fields[2] == remote)
+            .then(|| u8::from_str_radix(fields[3], 16).unwrap())
     })
 }

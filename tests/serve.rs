@@ -167,7 +167,11 @@ fn head_has_no_body_and_other_methods_get_405() {
     for method in ["POST", "PUT", "DELETE"] {
         let response = server.request(method, "/healthz");
         assert_eq!(response.status, 405, "{method}");
-        assert_eq!(response.header("Allow"), Some("GET, HEAD"), "{method}");
+        assert_eq!(
+            response.header("Allow"),
+            Some("GET, HEAD, OPTIONS"),
+            "{method}"
+        );
     }
     assert_eq!(server.request("POST", "/").status, 405);
 }

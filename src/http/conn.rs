@@ -1,0 +1,719 @@
+//! One client connection as a state machine: read a head within limits and
+//! deadlines, read and drop its small body, ask for the answer, write it,
+//! then wait for the next request, or close, or linger after a refusal.
+//!
+//! It is driven by the event loop (`front`) with edge-triggered readiness
+//! and the current time, and works on any non-blocking `Read + Write`, so
+//! tests drive it with scripted reads and writes. It never blocks, never
+//! sleeps and never looks at the clock itself; what a request is answered
+//! with is the caller's (`Ask` in, `Answer` out).
+//!
+//! Memory per connection is bounded: input is read only while a head (at
+//! most `MAX_HEAD`) or its body (at most `MAX_BODY`) is incomplete, and one
+//! answer is written at a time.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::head::{self, Head, Reject, Scan};
+
+/// Client deadlines (`--head-timeout`, `--idle-timeout`, `--write-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A new connection must send a complete head within this; so must a
+    /// kept-alive one once it starts a request.
+    pub head: Duration,
+    /// A kept-alive connection may wait this long for its next request.
+    pub idle: Duration,
+    /// A client must take our answer within this.
+    pub write: Duration,
+}
+
+/// After refusing a request we read and discard for this long, or this
+/// much, before closing, so the client gets our answer rather than a reset
+/// (a client still sending after that gets the reset).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+/// `/quit` waits at most this long for its answer to leave.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+/// What the connection asks its caller for.
+#[derive(Debug)]
+pub enum Ask<'a> {
+    /// The answer to a complete request.
+    Request(&'a Head),
+    /// The answer to a refused one (the connection closes after it).
+    Refuse(Reject),
+}
+
+/// A serialized response, and whether the process is to exit once it is
+/// out (`/quit`).
+#[derive(Debug)]
+pub struct Answer {
+    pub bytes: Vec<u8>,
+    pub quit: bool,
+}
+
+/// What the event loop does with the connection after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Keep,
+    Close,
+    /// The `/quit` answer is out (or its client gone): exit the process.
+    Quit,
+}
+
+/// A socket that can be half-closed.
+pub trait Stream: Read + Write {
+    fn shutdown_write(&self);
+}
+
+impl Stream for TcpStream {
+    fn shutdown_write(&self) {
+        // Fails only if the peer is gone, which the next read tells.
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// What one call may use besides the connection.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    pub timeouts: Timeouts,
+    /// Where reads land before they are appended to the input (a loop's
+    /// buffer, so no connection keeps one).
+    pub scratch: &'a mut [u8],
+    pub respond: &'a mut dyn FnMut(Ask) -> Answer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Waiting for a head; `started`: some of it has arrived.
+    Head { started: bool },
+    /// The head (its first `head_len` bytes of input) is parsed; waiting
+    /// for its body of `length` bytes, which is dropped.
+    Body { head_len: usize, length: usize },
+    /// Writing an answer.
+    Writing,
+    /// Refused or closing: our answer is out, input is read and dropped
+    /// until end of file or the linger limit; `discarded` bytes so far.
+    Lingering { discarded: usize },
+}
+
+pub struct Conn<S> {
+    stream: S,
+    input: Vec<u8>,
+    scan: Scan,
+    phase: Phase,
+    /// The parsed head while its body arrives.
+    head: Option<Head>,
+    out: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+    /// The socket may hold input not read yet: an edge came and no read
+    /// since came back short or would have blocked.
+    unread: bool,
+    /// The client said it is done sending (RDHUP/HUP): read to end of file
+    /// rather than stopping at a short read.
+    hangup: bool,
+    /// End of input was read.
+    eof: bool,
+    /// Close once the answer being written is out.
+    close_after: bool,
+    /// Exit the process once the answer being written is out.
+    quit_after: bool,
+}
+
+enum Flushed {
+    Done,
+    Blocked,
+    Failed,
+}
+
+impl<S: Stream> Conn<S> {
+    pub fn new(stream: S, now: Instant, timeouts: Timeouts) -> Conn<S> {
+        Conn {
+            stream,
+            input: Vec::new(),
+            scan: Scan::default(),
+            phase: Phase::Head { started: false },
+            head: None,
+            out: Vec::new(),
+            written: 0,
+            deadline: now + timeouts.head,
+            unread: false,
+            hangup: false,
+            eof: false,
+            close_after: false,
+            quit_after: false,
+        }
+    }
+
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A readiness event: `readable` when input, a hang-up or an error was
+    /// reported (a read tells which), `hangup` when the client half-closed.
+    /// Writable-only events just resume a pending write.
+    pub fn on_event(&mut self, readable: bool, hangup: bool, ctx: &mut Ctx) -> Next {
+        self.unread |= readable;
+        self.hangup |= hangup;
+        self.drive(ctx)
+    }
+
+    /// Enforces the deadline of the current phase.
+    pub fn on_tick(&mut self, ctx: &mut Ctx) -> Next {
+        if ctx.now < self.deadline {
+            return Next::Keep;
+        }
+        match self.phase {
+            Phase::Head { started: true } | Phase::Body { .. } => {
+                self.refuse(
+                    Reject {
+                        status: 408,
+                        why: "request head not received in time",
+                    },
+                    ctx,
+                );
+                self.drive(ctx)
+            }
+            Phase::Head { started: false } | Phase::Lingering { .. } => Next::Close,
+            Phase::Writing if self.quit_after => Next::Quit,
+            Phase::Writing => Next::Close,
+        }
+    }
+
+    fn drive(&mut self, ctx: &mut Ctx) -> Next {
+        loop {
+            match self.phase {
+                Phase::Writing => {
+                    match self.flush() {
+                        Flushed::Blocked => return Next::Keep,
+                        Flushed::Failed if self.quit_after => return Next::Quit,
+                        Flushed::Failed => return Next::Close,
+                        Flushed::Done => {}
+                    }
+                    if self.quit_after {
+                        return Next::Quit;
+                    }
+                    if self.close_after {
+                        if self.eof {
+                            return Next::Close;
+                        }
+                        self.stream.shutdown_write();
+                        self.phase = Phase::Lingering { discarded: 0 };
+                        self.deadline = ctx.now + LINGER;
+                        self.input = Vec::new();
+                    } else if self.input.is_empty() {
+                        self.phase = Phase::Head { started: false };
+                        self.deadline = ctx.now + ctx.timeouts.idle;
+                    } else {
+                        // A pipelined request is already here.
+                        self.phase = Phase::Head { started: true };
+                        self.deadline = ctx.now + ctx.timeouts.head;
+                    }
+                }
+                Phase::Lingering { discarded } => {
+                    if self.eof {
+                        return Next::Close;
+                    }
+                    if !self.unread {
+                        return Next::Keep;
+                    }
+                    match self.read(ctx.scratch) {
+                        Err(()) => return Next::Close,
+                        Ok(0) => {}
+                        Ok(n) => {
+                            if discarded + n > LINGER_BYTES {
+                                return Next::Close;
+                            }
+                            self.phase = Phase::Lingering {
+                                discarded: discarded + n,
+                            };
+                        }
+                    }
+                }
+                Phase::Head { .. } | Phase::Body { .. } => {
+                    if self.advance(ctx) {
+                        continue;
+                    }
+                    if self.eof {
+                        // Half-closed with no complete request pending.
+                        return Next::Close;
+                    }
+                    if !self.unread {
+                        return Next::Keep;
+                    }
+                    match self.read(ctx.scratch) {
+                        Err(()) => return Next::Close,
+                        Ok(0) => {}
+                        Ok(n) => {
+                            self.input.extend_from_slice(&ctx.scratch[..n]);
+                            if self.phase == (Phase::Head { started: false }) {
+                                self.phase = Phase::Head { started: true };
+                                self.deadline = self.deadline.min(ctx.now + ctx.timeouts.head);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One read into `scratch`: Ok(bytes read), with `unread` and `eof`
+    /// updated (Ok(0) also when it would block); Err when the connection
+    /// failed.
+    fn read(&mut self, scratch: &mut [u8]) -> Result<usize, ()> {
+        loop {
+            return match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.unread = false;
+                    Ok(0)
+                }
+                Ok(n) => {
+                    // A short read emptied the socket: the next byte brings
+                    // a new edge, so no second read just to see EAGAIN;
+                    // unless the client hung up, whose end of file is due.
+                    if n < scratch.len() && !self.hangup {
+                        self.unread = false;
+                    }
+                    Ok(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    Ok(0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Err(()),
+            };
+        }
+    }
+
+    /// Moves the request in the input forward; true when an answer was
+    /// started (the phase is then `Writing`).
+    fn advance(&mut self, ctx: &mut Ctx) -> bool {
+        if let Phase::Head { .. } = self.phase {
+            let head_len = match self.scan.advance(&self.input) {
+                Ok(None) => return false,
+                Ok(Some(head_len)) => head_len,
+                Err(reject) => {
+                    self.refuse(reject, ctx);
+                    return true;
+                }
+            };
+            match head::parse(&self.input[..head_len]) {
+                Ok(head) => {
+                    self.phase = Phase::Body {
+                        head_len,
+                        length: head.content_length,
+                    };
+                    self.head = Some(head);
+                }
+                Err(reject) => {
+                    self.refuse(reject, ctx);
+                    return true;
+                }
+            }
+        }
+        let Phase::Body { head_len, length } = self.phase else {
+            return false;
+        };
+        if self.input.len() < head_len + length {
+            return false;
+        }
+        // The body is read and thrown away; what follows is the next request.
+        self.input.drain(..head_len + length);
+        if self.input.is_empty() && self.input.capacity() > 4096 {
+            self.input = Vec::new();
+        }
+        self.scan = Scan::default();
+        let head = self.head.take().expect("a parsed head");
+        let answer = (ctx.respond)(Ask::Request(&head));
+        self.close_after = !head.keep_alive || answer.quit;
+        self.start_writing(answer, ctx);
+        true
+    }
+
+    /// Answers a bad request, then closes.
+    fn refuse(&mut self, reject: Reject, ctx: &mut Ctx) {
+        let answer = (ctx.respond)(Ask::Refuse(reject));
+        self.close_after = true;
+        self.head = None;
+        self.input = Vec::new();
+        self.start_writing(answer, ctx);
+    }
+
+    fn start_writing(&mut self, answer: Answer, ctx: &Ctx) {
+        self.out = answer.bytes;
+        self.written = 0;
+        self.quit_after = answer.quit;
+        self.phase = Phase::Writing;
+        let limit = if answer.quit {
+            ctx.timeouts.write.min(QUIT_GRACE)
+        } else {
+            ctx.timeouts.write
+        };
+        self.deadline = ctx.now + limit;
+    }
+
+    fn flush(&mut self) -> Flushed {
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Flushed::Failed,
+                Ok(n) => self.written += n,
+                // The next writable edge resumes the write.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flushed::Failed,
+            }
+        }
+        self.out = Vec::new();
+        self.written = 0;
+        Flushed::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::Target;
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+
+    /// A scripted socket: each read takes the next step (bytes, end of
+    /// file, an error); with none left it would block. Writes take up to
+    /// the next allowance; with none left they take everything.
+    #[derive(Default)]
+    struct Script {
+        reads: VecDeque<Step>,
+        writes: VecDeque<Option<usize>>,
+        written: Vec<u8>,
+        read_calls: usize,
+        shut: Cell<bool>,
+    }
+
+    enum Step {
+        Bytes(Vec<u8>),
+        Eof,
+        Reset,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_calls += 1;
+            match self.reads.pop_front() {
+                None => Err(io::ErrorKind::WouldBlock.into()),
+                Some(Step::Eof) => Ok(0),
+                Some(Step::Reset) => Err(io::ErrorKind::ConnectionReset.into()),
+                Some(Step::Bytes(mut bytes)) => {
+                    let n = bytes.len().min(buf.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    if n < bytes.len() {
+                        self.reads.push_front(Step::Bytes(bytes.split_off(n)));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match self.writes.pop_front() {
+                None => {
+                    self.written.extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+                Some(None) => Err(io::ErrorKind::WouldBlock.into()),
+                Some(Some(n)) => {
+                    let n = n.min(buf.len());
+                    self.written.extend_from_slice(&buf[..n]);
+                    Ok(n)
+                }
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Script {
+        fn shutdown_write(&self) {
+            self.shut.set(true);
+        }
+    }
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        head: Duration::from_secs(5),
+        idle: Duration::from_secs(30),
+        write: Duration::from_secs(10),
+    };
+
+    /// Answers `A:<path>;` or `R:<status>;`; `/quit` quits.
+    fn respond(ask: Ask) -> Answer {
+        match ask {
+            Ask::Request(head) => {
+                let Target::Path { path, .. } = &head.target else {
+                    panic!("no path");
+                };
+                let path = String::from_utf8_lossy(path).into_owned();
+                Answer {
+                    bytes: format!("A:{path};").into_bytes(),
+                    quit: path == "/quit",
+                }
+            }
+            Ask::Refuse(reject) => Answer {
+                bytes: format!("R:{};", reject.status).into_bytes(),
+                quit: false,
+            },
+        }
+    }
+
+    struct Harness {
+        conn: Conn<Script>,
+        start: Instant,
+        scratch: Vec<u8>,
+    }
+
+    impl Harness {
+        fn new(reads: Vec<Step>) -> Harness {
+            let start = Instant::now();
+            let script = Script {
+                reads: reads.into(),
+                ..Script::default()
+            };
+            Harness {
+                conn: Conn::new(script, start, TIMEOUTS),
+                start,
+                scratch: vec![0; 64],
+            }
+        }
+
+        fn script(&mut self) -> &mut Script {
+            &mut self.conn.stream
+        }
+
+        fn event_at(&mut self, secs: u64, readable: bool, hangup: bool) -> Next {
+            let mut respond = respond;
+            let mut ctx = Ctx {
+                now: self.start + Duration::from_secs(secs),
+                timeouts: TIMEOUTS,
+                scratch: &mut self.scratch,
+                respond: &mut respond,
+            };
+            self.conn.on_event(readable, hangup, &mut ctx)
+        }
+
+        fn event(&mut self) -> Next {
+            self.event_at(0, true, false)
+        }
+
+        fn tick(&mut self, secs: u64) -> Next {
+            let mut respond = respond;
+            let mut ctx = Ctx {
+                now: self.start + Duration::from_secs(secs),
+                timeouts: TIMEOUTS,
+                scratch: &mut self.scratch,
+                respond: &mut respond,
+            };
+            self.conn.on_tick(&mut ctx)
+        }
+
+        fn written(&mut self) -> String {
+            String::from_utf8_lossy(&std::mem::take(&mut self.script().written)).into_owned()
+        }
+
+        fn push(&mut self, step: Step) {
+            self.script().reads.push_back(step);
+        }
+    }
+
+    fn bytes(text: &str) -> Step {
+        Step::Bytes(text.as_bytes().to_vec())
+    }
+
+    const GET_A: &str = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn a_head_in_pieces_is_answered_when_complete() {
+        let mut h = Harness::new(vec![bytes("GET /a HT")]);
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "");
+        h.push(bytes("TP/1.1\r\nHost: x\r\n"));
+        assert_eq!(h.event(), Next::Keep);
+        h.push(bytes("\r\n"));
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "A:/a;");
+        // Kept alive: now idle, with the idle deadline.
+        assert_eq!(h.conn.phase, Phase::Head { started: false });
+        assert_eq!(h.conn.deadline(), h.start + TIMEOUTS.idle);
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let two = format!("{GET_A}GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut h = Harness::new(vec![bytes(&two)]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "A:/a;A:/b;");
+        // The second asked to close: half-closed, lingering.
+        assert!(h.script().shut.get());
+        h.push(Step::Eof);
+        assert_eq!(h.event(), Next::Close);
+    }
+
+    #[test]
+    fn a_blocked_write_stops_reading_until_it_drains() {
+        let mut h = Harness::new(vec![bytes(GET_A)]);
+        h.script().writes = [Some(2), None, None].into();
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "A:");
+        // More input arrives while the answer waits: not read yet.
+        h.push(bytes("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let reads = h.script().read_calls;
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(
+            h.script().read_calls,
+            reads,
+            "read while a write was blocked"
+        );
+        assert_eq!(h.written(), "");
+        // The write drains: then the waiting request is read and answered.
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.script().read_calls, reads + 1);
+        assert_eq!(h.written(), "/a;A:/b;");
+    }
+
+    #[test]
+    fn writable_only_events_resume_the_write_without_reading() {
+        let mut h = Harness::new(vec![bytes(GET_A)]);
+        h.script().writes = [None].into();
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "");
+        let reads = h.script().read_calls;
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.written(), "A:/a;");
+        assert_eq!(h.script().read_calls, reads, "nothing said input came");
+    }
+
+    #[test]
+    fn a_short_read_is_not_followed_by_a_read_that_would_block() {
+        let mut h = Harness::new(vec![bytes(GET_A)]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.script().read_calls, 1);
+    }
+
+    #[test]
+    fn a_half_close_after_a_request_gets_the_answer_then_a_close() {
+        // The request and the FIN in one event, read short.
+        let mut h = Harness::new(vec![bytes(GET_A), Step::Eof]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event_at(0, true, true), Next::Close);
+        assert_eq!(h.written(), "A:/a;");
+    }
+
+    #[test]
+    fn a_half_close_with_nothing_pending_closes_at_once() {
+        let mut h = Harness::new(vec![Step::Eof]);
+        assert_eq!(h.event_at(0, true, true), Next::Close);
+        let mut partial = Harness::new(vec![bytes("GET /a HTTP/1.1\r\n"), Step::Eof]);
+        assert_eq!(partial.event_at(0, true, true), Next::Close);
+        assert_eq!(partial.written(), "");
+    }
+
+    #[test]
+    fn a_reset_closes() {
+        let mut h = Harness::new(vec![bytes("GET /a"), Step::Reset]);
+        h.scratch = vec![0; 6];
+        assert_eq!(h.event(), Next::Close);
+    }
+
+    #[test]
+    fn a_refusal_is_answered_then_lingers_until_end_of_file() {
+        let mut h = Harness::new(vec![bytes("\x16\x03\x01")]);
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "R:400;");
+        assert!(h.script().shut.get());
+        h.push(bytes("more junk"));
+        assert_eq!(h.event(), Next::Keep, "read and dropped");
+        assert_eq!(h.written(), "");
+        h.push(Step::Eof);
+        assert_eq!(h.event(), Next::Close);
+    }
+
+    #[test]
+    fn deadlines() {
+        // Nothing sent: closed at the head deadline without an answer.
+        let mut silent = Harness::new(vec![]);
+        assert_eq!(silent.tick(4), Next::Keep);
+        assert_eq!(silent.tick(5), Next::Close);
+        assert_eq!(silent.written(), "");
+
+        // Part of a head: 408 at the head deadline.
+        let mut slow = Harness::new(vec![bytes("GET /a HTTP/1.1\r\n")]);
+        assert_eq!(slow.event(), Next::Keep);
+        assert_eq!(slow.tick(5), Next::Keep);
+        assert_eq!(slow.written(), "R:408;");
+        // Then lingering, for a second at most.
+        assert_eq!(slow.tick(6), Next::Close);
+
+        // Kept alive and idle: closed at the idle deadline.
+        let mut idle = Harness::new(vec![bytes(GET_A)]);
+        assert_eq!(idle.event(), Next::Keep);
+        assert_eq!(idle.tick(29), Next::Keep);
+        assert_eq!(idle.tick(30), Next::Close);
+
+        // A kept-alive client that starts a request gets the head deadline.
+        let mut resumed = Harness::new(vec![bytes(GET_A)]);
+        assert_eq!(resumed.event(), Next::Keep);
+        resumed.push(bytes("GET"));
+        assert_eq!(resumed.event_at(2, true, false), Next::Keep);
+        assert_eq!(
+            resumed.conn.deadline(),
+            resumed.start + Duration::from_secs(7)
+        );
+
+        // An answer the client does not take: dropped at the write deadline.
+        let mut stuck = Harness::new(vec![bytes(GET_A)]);
+        stuck.script().writes = [None].into();
+        assert_eq!(stuck.event(), Next::Keep);
+        assert_eq!(stuck.tick(9), Next::Keep);
+        assert_eq!(stuck.tick(10), Next::Close);
+    }
+
+    #[test]
+    fn quit_exits_once_its_answer_is_out() {
+        let mut h = Harness::new(vec![bytes("GET /quit HTTP/1.1\r\nHost: x\r\n\r\n")]);
+        h.scratch = vec![0; 4096];
+        h.script().writes = [None].into();
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.event_at(0, false, false), Next::Quit);
+        assert_eq!(h.written(), "A:/quit;");
+        // A client that never takes it holds the exit for a second at most.
+        let mut stuck = Harness::new(vec![bytes("GET /quit HTTP/1.1\r\nHost: x\r\n\r\n")]);
+        stuck.scratch = vec![0; 4096];
+        stuck.script().writes = [None].into();
+        assert_eq!(stuck.event(), Next::Keep);
+        assert_eq!(stuck.tick(1), Next::Quit);
+    }
+
+    #[test]
+    fn bodies_are_read_and_dropped() {
+        let post = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n12";
+        let mut h = Harness::new(vec![bytes(post)]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "");
+        h.push(bytes(&format!("345{GET_A}")));
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "A:/a;A:/a;");
+    }
+}

@@ -1,0 +1,323 @@
+//! What each request is answered with: a probe URL, the index page,
+//! `/status`, `/metrics`, `/quit`, OPTIONS, 404 and 405, and the refusals
+//! the connection state machine asks for. Responses are serialized by
+//! tiny_http (`Response::raw_print`: status line, Date, Content-Length,
+//! HEAD without a body) into bytes for the connection to write.
+//!
+//! It reads results and counts answers; it never blocks, runs commands or
+//! touches a socket. Nothing from a command's output is placed in a header.
+
+use std::time::Instant;
+
+use tiny_http::{HTTPVersion, Header, Response};
+
+use super::Shared;
+use super::conn::{Answer, Ask};
+use super::head::{Head, Method, Reject, Target};
+use crate::{info, metrics, status};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// A path the server knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Resource {
+    Probe(usize),
+    Index,
+    Metrics,
+    Status,
+    Quit,
+}
+
+impl Resource {
+    fn allow(self) -> &'static str {
+        match self {
+            Resource::Quit => "GET, POST, OPTIONS",
+            _ => "GET, HEAD, OPTIONS",
+        }
+    }
+
+    fn allows(self, method: Method) -> bool {
+        match self {
+            Resource::Quit => matches!(method, Method::Get | Method::Post),
+            _ => matches!(method, Method::Get | Method::Head),
+        }
+    }
+}
+
+fn find(shared: &Shared, path: &[u8]) -> Option<Resource> {
+    if let Some(i) = shared
+        .probes
+        .iter()
+        .position(|p| p.spec.url.as_bytes() == path)
+    {
+        return Some(Resource::Probe(i));
+    }
+    match path {
+        b"/" => Some(Resource::Index),
+        b"/metrics" => Some(Resource::Metrics),
+        b"/status" => Some(Resource::Status),
+        b"/quit" if shared.enable_quit => Some(Resource::Quit),
+        _ => None,
+    }
+}
+
+/// The answer to what the connection asks.
+pub fn answer(shared: &Shared, ask: Ask) -> Answer {
+    match ask {
+        Ask::Request(head) => request(shared, head),
+        Ask::Refuse(reject) => refusal(shared, reject),
+    }
+}
+
+/// A reply before it is serialized.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    allow: Option<&'static str>,
+}
+
+fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+    Reply {
+        status,
+        content_type,
+        body: body.into(),
+        allow: None,
+    }
+}
+
+fn request(shared: &Shared, head: &Head) -> Answer {
+    let (path, query) = match &head.target {
+        Target::Server => {
+            // OPTIONS *: what the server as a whole supports.
+            let allow = if shared.enable_quit {
+                "GET, HEAD, POST, OPTIONS"
+            } else {
+                "GET, HEAD, OPTIONS"
+            };
+            return finish(shared, head, options(allow), false);
+        }
+        Target::Path { path, query } => (path, query),
+    };
+    let Some(resource) = find(shared, path) else {
+        return finish(
+            shared,
+            head,
+            reply(404, TEXT, "404 page not found\n"),
+            false,
+        );
+    };
+    if head.method == Method::Options {
+        return finish(shared, head, options(resource.allow()), false);
+    }
+    if !resource.allows(head.method) {
+        let mut refused = reply(405, TEXT, "405 method not allowed\n");
+        refused.allow = Some(resource.allow());
+        return finish(shared, head, refused, false);
+    }
+    let reply = match resource {
+        Resource::Probe(i) => {
+            let answer = shared.probes[i].answer(Instant::now(), &shared.policy);
+            reply(answer.status, TEXT, answer.body)
+        }
+        Resource::Metrics => {
+            // Counted before rendering, so a scrape sees itself.
+            shared.requests.count(200);
+            let text = metrics::render(
+                &shared.probes,
+                &shared.policy,
+                shared.started,
+                &shared.requests.snapshot(),
+            );
+            let reply = reply(200, metrics::CONTENT_TYPE, text);
+            return Answer {
+                bytes: serialize(&reply, head.http11, head.keep_alive, is_head(head)),
+                quit: false,
+            };
+        }
+        Resource::Status => {
+            let rendered = status::render(&shared.probes, &shared.policy, query);
+            let content_type = if rendered.json {
+                "application/json"
+            } else {
+                TEXT
+            };
+            reply(rendered.status, content_type, rendered.body)
+        }
+        Resource::Index => reply(200, HTML, index_page(shared)),
+        Resource::Quit => {
+            info!("/quit requested; stopping probes and exiting");
+            return finish(shared, head, reply(200, TEXT, "bye\n"), true);
+        }
+    };
+    finish(shared, head, reply, false)
+}
+
+fn options(allow: &'static str) -> Reply {
+    let mut reply = reply(204, TEXT, Vec::new());
+    reply.allow = Some(allow);
+    reply
+}
+
+fn is_head(head: &Head) -> bool {
+    head.method == Method::Head
+}
+
+fn finish(shared: &Shared, head: &Head, reply: Reply, quit: bool) -> Answer {
+    shared.requests.count(reply.status);
+    Answer {
+        bytes: serialize(&reply, head.http11, head.keep_alive && !quit, is_head(head)),
+        quit,
+    }
+}
+
+/// A refused request: our answer, then the connection closes.
+fn refusal(shared: &Shared, reject: Reject) -> Answer {
+    shared.requests.count(reject.status);
+    let reason = tiny_http::StatusCode(reject.status).default_reason_phrase();
+    let body = format!("{} {reason}: {}\n", reject.status, reject.why);
+    Answer {
+        bytes: serialize(&reply(reject.status, TEXT, body), true, false, false),
+        quit: false,
+    }
+}
+
+/// The response's bytes, as tiny_http writes them.
+fn serialize(reply: &Reply, http11: bool, keep_alive: bool, head_request: bool) -> Vec<u8> {
+    let mut response = Response::from_data(reply.body.as_slice())
+        // Never chunked: every answer is in memory with a known length.
+        .with_chunked_threshold(usize::MAX)
+        .with_status_code(reply.status)
+        .with_header(header("Server", "exechealthz"));
+    if reply.status != 204 {
+        response.add_header(header("Content-Type", reply.content_type));
+    }
+    if let Some(allow) = reply.allow {
+        response.add_header(header("Allow", allow));
+    }
+    let version = HTTPVersion(1, u8::from(http11));
+    let mut bytes = Vec::with_capacity(reply.body.len() + 192);
+    // Writing to a Vec cannot fail.
+    let _ = response.raw_print(&mut bytes, version, &[], head_request, None);
+    if reply.status == 204 {
+        // tiny_http 0.12 writes `Content-Length: 0` on a 204, which RFC
+        // 9110 (8.6) forbids.
+        remove_line(&mut bytes, b"Content-Length: 0\r\n");
+    }
+    // tiny_http leaves Connection to its own server and drops it from
+    // `add_header`; without that server, it is ours to write.
+    if !keep_alive {
+        insert_line(&mut bytes, b"Connection: close\r\n");
+    } else if !http11 {
+        insert_line(&mut bytes, b"Connection: keep-alive\r\n");
+    }
+    bytes
+}
+
+fn head_end(bytes: &[u8]) -> usize {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |at| at + 2)
+}
+
+fn remove_line(bytes: &mut Vec<u8>, line: &[u8]) {
+    let end = head_end(bytes);
+    if let Some(at) = bytes[..end].windows(line.len()).position(|w| w == line) {
+        bytes.drain(at..at + line.len());
+    }
+}
+
+/// Adds a header line at the end of the head.
+fn insert_line(bytes: &mut Vec<u8>, line: &[u8]) {
+    let end = head_end(bytes);
+    bytes.splice(end..end, line.iter().copied());
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+fn index_page(shared: &Shared) -> String {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html><head><title>exechealthz</title></head><body>\n\
+         <h1>exechealthz</h1>\n<h2>Probes</h2>\n<ul>\n",
+    );
+    for probe in shared.probes.iter() {
+        let url = escape_html(&probe.spec.url);
+        page.push_str(&format!(
+            "<li><a href=\"{url}\">{url}</a>: <code>{}</code></li>\n",
+            escape_html(&probe.spec.cmd)
+        ));
+    }
+    page.push_str(
+        "</ul>\n<h2>Server</h2>\n<ul>\n<li><a href=\"/\">/</a>: this page</li>\n\
+         <li><a href=\"/status\">/status</a>: every probe at once \
+         (<a href=\"/status?format=json\">JSON</a>; ?exclude=URL)</li>\n\
+         <li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+    );
+    if shared.enable_quit {
+        page.push_str("<li>/quit: stops the process (GET or POST)</li>\n");
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    page
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    #[test]
+    fn serializes_through_tiny_http() {
+        let ok = serialize(&reply(200, TEXT, "ok"), true, true, false);
+        let ok = text(&ok);
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("\r\nDate: "), "{ok}");
+        assert!(ok.contains("\r\nContent-Length: 2\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\nok"), "{ok}");
+        assert!(!ok.contains("Connection"), "{ok}");
+
+        let head = text(&serialize(&reply(503, TEXT, "down"), false, false, true));
+        assert!(head.starts_with("HTTP/1.0 503 "), "{head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Length: 4\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+
+        let kept = text(&serialize(&reply(200, TEXT, "ok"), false, true, false));
+        assert!(kept.contains("\r\nConnection: keep-alive\r\n"), "{kept}");
+    }
+
+    #[test]
+    fn no_content_has_no_length() {
+        let options = text(&serialize(
+            &options("GET, HEAD, OPTIONS"),
+            true,
+            true,
+            false,
+        ));
+        assert!(options.starts_with("HTTP/1.1 204 "), "{options}");
+        assert!(options.contains("\r\nAllow: GET, HEAD, OPTIONS\r\n"));
+        assert!(!options.contains("Content-Length"), "{options}");
+        assert!(!options.contains("Content-Type"), "{options}");
+    }
+}

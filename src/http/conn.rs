@@ -219,50 +219,46 @@ impl<S: Stream> Conn<S> {
                     }
                 }
                 Phase::Lingering { discarded } => {
-                    if self.eof {
+                    let n = match self.next_read(ctx.scratch) {
+                        Ok(n) => n,
+                        Err(next) => return next,
+                    };
+                    if discarded + n > LINGER_BYTES {
                         return Next::Close;
                     }
-                    if !self.unread {
-                        return Next::Keep;
-                    }
-                    match self.read(ctx.scratch) {
-                        Err(()) => return Next::Close,
-                        Ok(0) => {}
-                        Ok(n) => {
-                            if discarded + n > LINGER_BYTES {
-                                return Next::Close;
-                            }
-                            self.phase = Phase::Lingering {
-                                discarded: discarded + n,
-                            };
-                        }
-                    }
+                    self.phase = Phase::Lingering {
+                        discarded: discarded + n,
+                    };
                 }
                 Phase::Head { .. } | Phase::Body { .. } => {
                     if self.advance(ctx) {
                         continue;
                     }
-                    if self.eof {
-                        // Half-closed with no complete request pending.
-                        return Next::Close;
-                    }
-                    if !self.unread {
-                        return Next::Keep;
-                    }
-                    match self.read(ctx.scratch) {
-                        Err(()) => return Next::Close,
-                        Ok(0) => {}
-                        Ok(n) => {
-                            self.input.extend_from_slice(&ctx.scratch[..n]);
-                            if self.phase == (Phase::Head { started: false }) {
-                                self.phase = Phase::Head { started: true };
-                                self.deadline = self.deadline.min(ctx.now + ctx.timeouts.head);
-                            }
-                        }
+                    // Half-closed with no complete request pending: Close.
+                    let n = match self.next_read(ctx.scratch) {
+                        Ok(n) => n,
+                        Err(next) => return next,
+                    };
+                    self.input.extend_from_slice(&ctx.scratch[..n]);
+                    if n > 0 && self.phase == (Phase::Head { started: false }) {
+                        self.phase = Phase::Head { started: true };
+                        self.deadline = self.deadline.min(ctx.now + ctx.timeouts.head);
                     }
                 }
             }
         }
+    }
+
+    /// The next read: Err(Close) once input has ended, Err(Keep) when the
+    /// socket holds nothing we know of, Err(Close) when it failed.
+    fn next_read(&mut self, scratch: &mut [u8]) -> Result<usize, Next> {
+        if self.eof {
+            return Err(Next::Close);
+        }
+        if !self.unread {
+            return Err(Next::Keep);
+        }
+        self.read(scratch).map_err(|()| Next::Close)
     }
 
     /// One read into `scratch`: Ok(bytes read), with `unread` and `eof`

@@ -5,8 +5,6 @@
 //! Anything unusual is refused with a status code rather than interpreted.
 //! This module does no I/O and knows nothing of routes.
 
-use std::fmt;
-
 /// Limits on a request head, as Apache's defaults for the first three.
 pub const MAX_LINE: usize = 8190;
 pub const MAX_HEADERS: usize = 100;
@@ -264,7 +262,7 @@ fn strip_scheme(target: &str) -> Option<&str> {
 }
 
 /// `%XX` to the byte it names; `%` not followed by two hex digits is an error.
-pub fn percent_decode(text: &[u8]) -> Result<Vec<u8>, Reject> {
+fn percent_decode(text: &[u8]) -> Result<Vec<u8>, Reject> {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.iter();
     while let Some(&b) = bytes.next() {
@@ -333,18 +331,6 @@ fn parse_length(value: &[u8]) -> Result<usize, Reject> {
 /// RFC 9110 `tchar`.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Options => "OPTIONS",
-            Method::Other => "other",
-        })
-    }
 }
 
 #[cfg(test)]

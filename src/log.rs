@@ -85,12 +85,35 @@ fn write_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value
         line.push_str("}\n");
         line
     } else {
-        // One event, one line: command output in a message keeps its line
-        // breaks escaped, so log shippers do not split it.
-        format!("{} {}\n", log_timestamp(now), message.replace('\n', "\\n"))
+        // One event, one line, and nothing for a terminal to act on:
+        // command output and request bytes in a message cannot start a
+        // forged line (LF, CR) or drive the reader's terminal (ESC).
+        format!("{} {}\n", log_timestamp(now), escape_controls(message))
     };
     // Nothing sensible can be done when stderr is gone; the probes go on.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `text` with control characters (C0, DEL, C1) written as escapes:
+/// `\n`, `\r`, `\t`, `\xNN`, `\u{NN}`; a backslash stays as it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 #[macro_export]
@@ -188,6 +211,15 @@ pub fn result_timestamp(time: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain \\ text é"), "plain \\ text é");
+        assert_eq!(
+            escape_controls("a\nb\rc\td\x1b[31me\0f\x7fg\u{85}h"),
+            "a\\nb\\rc\\td\\x1b[31me\\x00f\\x7fg\\u{85}h"
+        );
+    }
 
     fn at(secs: u64, nanos: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, nanos)

@@ -41,13 +41,9 @@ fn main() {
     std::panic::set_hook(Box::new(|panic| error!("panic: {panic}")));
     let config = match config::parse(args) {
         Ok(Invocation::Run(config)) => config,
-        Ok(Invocation::Help) => {
-            print!("{}", config::USAGE);
-            return;
-        }
+        Ok(Invocation::Help) => return print_or_exit(config::USAGE),
         Ok(Invocation::Version) => {
-            println!("exechealthz {}", env!("CARGO_PKG_VERSION"));
-            return;
+            return print_or_exit(&format!("exechealthz {}\n", env!("CARGO_PKG_VERSION")));
         }
         Err(e) => {
             // Text: a plain line, as Go's flag package prints its errors.
@@ -61,6 +57,20 @@ fn main() {
     };
     if let Err(e) = run(config) {
         error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes `text` to stdout; a failed write (a full disk, a closed pipe) is
+/// an error with exit status 1, not a panic.
+fn print_or_exit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("exechealthz: cannot write to standard output: {e}");
         std::process::exit(1);
     }
 }

@@ -255,18 +255,63 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Installs the SIGTERM and SIGINT handlers. Call before starting any probe,
-/// so that a signal at any moment after start-up is honoured.
+/// Signals that stop us gracefully: the probes' groups are killed, exit 0.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+/// Signals whose default action would kill us (and orphan the running
+/// commands) but that mean nothing to a health sidecar: logged, then
+/// ignored. SIGPIPE included: a write to a closed pipe then fails with
+/// EPIPE, which every writer here handles.
+const IGNORED_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGPIPE,
+];
+
+/// Installs the handlers for every signal above. Call before starting any
+/// probe, so that a signal at any moment after start-up is honoured.
 pub fn exit_signals() -> io::Result<signal_hook::iterator::Signals> {
-    signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
+    signal_hook::iterator::Signals::new(STOP_SIGNALS.iter().chain(&IGNORED_SIGNALS))
 }
 
-/// Waits for SIGTERM or SIGINT, then kills every probe group and exits 0.
+/// Waits for a stop signal, then kills every probe group and exits 0.
+/// Ignored signals are logged, each at most once a second: a SIGPIPE from
+/// a vanished log reader must not turn into a loop of log lines.
 pub fn exit_on_signal(mut signals: signal_hook::iterator::Signals, children: &Children) -> ! {
-    let signal = signals
-        .forever()
-        .next()
-        .expect("Signals::forever never ends");
-    crate::info!("received signal {signal}; stopping probes and exiting");
-    children.kill_all_and_exit(0)
+    let mut last_logged: Vec<(libc::c_int, std::time::Instant)> = Vec::new();
+    for signal in signals.forever() {
+        if STOP_SIGNALS.contains(&signal) {
+            crate::info!(
+                "received {}; stopping probes and exiting",
+                signal_name(signal)
+            );
+            children.kill_all_and_exit(0);
+        }
+        let now = std::time::Instant::now();
+        let recent = last_logged
+            .iter()
+            .any(|(s, at)| *s == signal && now.duration_since(*at).as_secs() < 1);
+        if !recent {
+            last_logged.retain(|(s, _)| *s != signal);
+            last_logged.push((signal, now));
+            crate::info!("received {}; ignored", signal_name(signal));
+        }
+    }
+    unreachable!("Signals::forever never ends")
+}
+
+fn signal_name(signal: libc::c_int) -> String {
+    let name = match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
 }

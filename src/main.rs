@@ -101,8 +101,11 @@ fn run(config: Config) -> Result<(), String> {
         max_output: config.max_output,
     };
 
-    let reaper_children = Arc::clone(&children);
-    spawn("reaper", move || reaper_children.reap_forever())?;
+    if std::process::id() == 1 {
+        // Orphans are re-parented to PID 1: ours to reap (see `process`).
+        let reaper_children = Arc::clone(&children);
+        spawn("reaper", move || reaper_children.reap_orphans_forever())?;
+    }
 
     let shared = http::Shared {
         probes: Arc::clone(&probes),

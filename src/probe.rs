@@ -9,15 +9,14 @@
 //! whole group. Runs of one probe never overlap. This module never calls
 //! `wait` (the reaper in `process` owns that) and never touches HTTP.
 
-use std::io::{self, PipeReader, PipeWriter, Read};
+use std::io::{self, PipeReader, Read};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::log::{self, Level, Value};
 use crate::outcome::Outcome;
-use crate::process::{Children, Pid, WaitStatus};
+use crate::process::{Child, Children, WaitStatus};
 use crate::results::{Policy, Probe, Run, Verdict};
 use crate::spec::{Action, ProbeSpec};
 use crate::{check, error};
@@ -27,6 +26,8 @@ use crate::{check, error};
 const EXIT_GRACE: Duration = Duration::from_millis(100);
 /// How long a killed group gets to die before we stop waiting for it.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+/// Without pidfds, how often a run looks whether its command has exited.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// What every probe loop shares.
 #[derive(Debug, Clone, Copy)]
@@ -38,19 +39,10 @@ pub struct Schedule {
 
 /// The probe thread's body: runs the command every period, forever.
 pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, policy: Policy) -> ! {
-    let (wake_reader, wake_writer) = match wake_pipe() {
-        Ok(pair) => pair,
-        Err(e) => {
-            error!("probe {}: cannot create its wake pipe: {e}", probe.spec.url);
-            children.kill_all_and_exit(1);
-        }
-    };
     let mut runner = Runner {
         spec: &probe.spec,
         schedule,
         children,
-        wake_reader,
-        wake_writer: Arc::new(wake_writer),
     };
     // The first run starts now, not one period from now.
     let mut next_start = Instant::now();
@@ -112,18 +104,10 @@ fn log_change(probe: &Probe, from: Verdict, to: Verdict) {
     }
 }
 
-fn wake_pipe() -> io::Result<(PipeReader, PipeWriter)> {
-    let (reader, writer) = io::pipe()?;
-    crate::process::set_nonblocking(&writer)?;
-    Ok((reader, writer))
-}
-
 struct Runner<'a> {
     spec: &'a ProbeSpec,
     schedule: Schedule,
     children: &'a Children,
-    wake_reader: PipeReader,
-    wake_writer: Arc<PipeWriter>,
 }
 
 /// Output kept from a run, and how much more was thrown away.
@@ -136,6 +120,7 @@ struct Capture {
 impl Runner<'_> {
     fn run_once(&mut self, started: Instant) -> Run {
         let mut capture = Capture::default();
+        self.children.reap_abandoned();
         let outcome = match &self.spec.action {
             Action::Exec { program, args } => match self.start(program, args) {
                 Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),
@@ -161,7 +146,7 @@ impl Runner<'_> {
 
     /// Spawns the command (by default `/bin/sh -c CMD`); returns its pid
     /// and the read end of its output.
-    fn start(&self, program: &str, args: &[String]) -> io::Result<(Pid, PipeReader)> {
+    fn start(&self, program: &str, args: &[String]) -> io::Result<(Child, PipeReader)> {
         let (reader, writer) = io::pipe()?;
         // stdin: a pipe whose write end is closed, so reads see end of file.
         // Not /dev/null: a bare root (chroot, some scratch setups) has none.
@@ -172,20 +157,20 @@ impl Runner<'_> {
             .stdin(stdin)
             .stdout(writer.try_clone()?)
             .stderr(writer);
-        let pid = self
+        let child = self
             .children
-            .spawn(&mut command, &self.wake_writer)
+            .spawn(&mut command)
             .map_err(|e| io::Error::new(e.kind(), format!("{program}: {e}")))?;
         // `command` holds our copies of the write end: drop them, or the
         // pipe would never report end of file.
         drop(command);
-        Ok((pid, reader))
+        Ok((child, reader))
     }
 
     /// Reads output and waits for the exit, killing the group on timeout.
     fn supervise(
         &mut self,
-        pid: Pid,
+        child: Child,
         output: PipeReader,
         started: Instant,
         capture: &mut Capture,
@@ -206,17 +191,17 @@ impl Runner<'_> {
                 }
             } else if let Some(killed) = killed_at {
                 if now >= killed + KILL_GRACE {
-                    // Unkillable (stuck in the kernel): let the reaper have it.
-                    if self.children.abandon(pid).is_none() {
-                        error!(
-                            "command {} (pid {pid}) did not die after SIGKILL",
-                            crate::json::string(&self.spec.cmd)
-                        );
-                    }
+                    // Unkillable (stuck in the kernel): reaped later.
+                    error!(
+                        "command {} (pid {}) did not die after SIGKILL",
+                        crate::json::string(&self.spec.cmd),
+                        child.id.pid
+                    );
+                    self.children.abandon(child);
                     return Outcome::TimedOut(self.schedule.timeout);
                 }
             } else if now >= deadline {
-                self.children.kill_group(pid);
+                self.children.kill_group(&child);
                 killed_at = Some(now);
                 continue;
             }
@@ -225,14 +210,21 @@ impl Runner<'_> {
                 (None, Some(killed)) => killed + KILL_GRACE,
                 (None, None) => deadline,
             };
-            let (output_ready, woken) =
-                poll_two(output.as_ref(), &self.wake_reader, wait_until - now);
-            if woken {
-                drain(&mut self.wake_reader);
-                if let Some(exit) = self.children.take_status(pid) {
-                    status = Some(exit);
-                    stop_reading_at = Some(Instant::now() + EXIT_GRACE);
-                }
+            let exit_fd = if status.is_none() {
+                child.exit_fd()
+            } else {
+                None
+            };
+            let mut timeout = wait_until - now;
+            if status.is_none() && exit_fd.is_none() {
+                // No pidfd (kernel before 5.3): look for the exit this often.
+                timeout = timeout.min(EXIT_POLL);
+            }
+            let (output_ready, exit_ready) = poll_two(output.as_ref(), exit_fd, timeout);
+            let look = status.is_none() && (exit_ready || exit_fd.is_none());
+            if let Some(exit) = look.then(|| self.children.try_reap(&child)).flatten() {
+                status = Some(exit);
+                stop_reading_at = Some(Instant::now() + EXIT_GRACE);
             }
             if output_ready {
                 let reader = output.as_mut().expect("polled only while open");
@@ -260,17 +252,16 @@ fn read_some(reader: &mut PipeReader, capture: &mut Capture, max: usize) -> bool
     }
 }
 
-fn drain(reader: &mut PipeReader) {
-    // One byte per exit; a few at most are waiting.
-    let mut buffer = [0u8; 16];
-    let _ = reader.read(&mut buffer);
-}
-
-/// Waits up to `timeout` for `output` (if any) or `wake` to be readable.
-fn poll_two(output: Option<&PipeReader>, wake: &PipeReader, timeout: Duration) -> (bool, bool) {
+/// Waits up to `timeout` for `output` or `exit` (each if any) to be
+/// readable: (output ready, exit ready).
+fn poll_two(
+    output: Option<&PipeReader>,
+    exit: Option<libc::c_int>,
+    timeout: Duration,
+) -> (bool, bool) {
     let mut fds = [
         libc::pollfd {
-            fd: wake.as_raw_fd(),
+            fd: exit.unwrap_or(-1), // -1: ignored by poll
             events: libc::POLLIN,
             revents: 0,
         },

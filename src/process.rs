@@ -1,24 +1,32 @@
 //! The children we start, and the duties of a process that may be PID 1:
 //! reaping, killing process groups, signals, exiting.
 //!
-//! One reaper thread owns every `waitpid` in the program. As PID 1 (a
-//! `FROM scratch` container) orphans are re-parented to us and must be
-//! reaped, but a blind `waitpid(-1)` would steal the exit status of a probe's
-//! own child. So the reaper first *peeks* with `waitid(WNOWAIT)`, then, under
-//! the table lock that is also held across every spawn, either hands a probe
-//! child's status to its probe or reaps an orphan. Probe threads never wait on
-//! a pid themselves; they are woken through a pipe they can `poll`.
+//! Each probe run reaps its own command: it polls a pidfd (or, on kernels
+//! before 5.3, a short timer) for the exit, kills what the command left in
+//! its process group while the zombie still pins the group ID (so the kill
+//! cannot hit a group that reused it), then reaps it by pid. No thread
+//! stands between a run and its exit status, so hundreds of probes reap in
+//! parallel, and a run can only ever receive the status of its own child.
 //!
-//! When a probe's command exits, whatever it left running in its process
-//! group is killed before the leader is reaped: the leader's zombie still
-//! pins the group ID then, so the kill cannot hit a group that reused it.
+//! As PID 1 (a `FROM scratch` container) orphans are re-parented to us and
+//! must be reaped too; a blind `waitpid(-1)` would steal a probe's status.
+//! So only then a reaper thread *peeks* with `waitid(WNOWAIT)`: a pid that
+//! is a running probe's child is left to its run (the reaper waits until the
+//! run has reaped it); a pid it does not know while spawns are under way may
+//! be one of theirs, so it waits for the spawns that began before it looked;
+//! anything else is an orphan and reaped. Spawning never holds the table lock.
+//!
+//! A run that gives up on a child that will not die (stuck in the kernel)
+//! abandons it: the PID-1 reaper, or any probe's next run, reaps it later,
+//! and its entry then leaves the table.
 //!
 //! This module knows nothing about probes' results or HTTP.
 
-use std::io::{self, PipeWriter, Write};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::error;
 
@@ -27,25 +35,115 @@ pub type Pid = libc::pid_t;
 /// A raw wait status, as `waitpid` reports it.
 pub type WaitStatus = libc::c_int;
 
+/// One child we started: its pid, and which of our spawns made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildId {
+    pub pid: Pid,
+    serial: u64,
+}
+
+/// A running probe command.
+pub struct Child {
+    pub id: ChildId,
+    /// Readable once the child has exited (a pidfd); `None` where the
+    /// kernel has no pidfds, and the run polls with a timer instead.
+    exit: Option<OwnedFd>,
+}
+
+impl Child {
+    /// What to poll for the exit, if anything.
+    pub fn exit_fd(&self) -> Option<libc::c_int> {
+        self.exit.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// How long an exit waits for spawns under way to register their children,
+/// so that it can kill them too.
+const SPAWN_DRAIN: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct Children {
     table: Mutex<Table>,
-    spawned: Condvar,
+    /// Signalled when a spawn registers or gives up, and when a run reaps.
+    changed: Condvar,
 }
 
+/// The bookkeeping, apart from the syscalls: unit-tested on its own.
 #[derive(Default)]
 struct Table {
+    /// Children started and not reaped yet.
     entries: Vec<Entry>,
-    /// Counts spawns, so the reaper can sleep while we have no children.
-    spawns: u64,
+    /// Serials of spawns under way (child not registered yet).
+    spawning: Vec<u64>,
+    next_serial: u64,
+    /// Children registered so far, for the PID-1 reaper's idle wait.
+    registered: u64,
     shutting_down: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Entry {
-    pid: Pid,
-    status: Option<WaitStatus>,
-    /// Written to when the status arrives; `None` once the probe gave up.
-    wake: Option<Arc<PipeWriter>>,
+    id: ChildId,
+    /// Its run gave up on it: whoever reaps it forgets it.
+    abandoned: bool,
+}
+
+/// What the PID-1 reaper does with an exited pid.
+#[derive(Debug, PartialEq)]
+enum Exited {
+    /// A run's own child: the run reaps it.
+    Running,
+    /// An abandoned child: reap it and forget it.
+    Abandoned(ChildId),
+    /// Not known: an orphan, unless a spawn that began earlier registers it.
+    Unknown { wait_for_spawns: bool },
+}
+
+impl Table {
+    fn begin_spawn(&mut self) -> io::Result<u64> {
+        if self.shutting_down {
+            return Err(io::Error::other("shutting down"));
+        }
+        self.next_serial += 1;
+        self.spawning.push(self.next_serial);
+        Ok(self.next_serial)
+    }
+
+    fn end_spawn(&mut self, serial: u64, pid: Option<Pid>) -> Option<ChildId> {
+        self.spawning.retain(|s| *s != serial);
+        let id = ChildId { pid: pid?, serial };
+        self.entries.push(Entry {
+            id,
+            abandoned: false,
+        });
+        self.registered += 1;
+        Some(id)
+    }
+
+    /// Classifies `pid`, peeked at when spawns up to `horizon` had begun.
+    fn exited(&self, pid: Pid, horizon: u64) -> Exited {
+        match self.entries.iter().find(|e| e.id.pid == pid) {
+            Some(entry) if entry.abandoned => Exited::Abandoned(entry.id),
+            Some(_) => Exited::Running,
+            None => Exited::Unknown {
+                wait_for_spawns: self.spawning.iter().any(|s| *s <= horizon),
+            },
+        }
+    }
+
+    fn forget(&mut self, id: ChildId) {
+        self.entries.retain(|e| e.id != id);
+    }
+
+    fn abandon(&mut self, id: ChildId) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.abandoned = true;
+        }
+    }
+
+    fn abandoned(&self) -> impl Iterator<Item = ChildId> + '_ {
+        self.entries.iter().filter(|e| e.abandoned).map(|e| e.id)
+    }
 }
 
 impl Children {
@@ -58,126 +156,180 @@ impl Children {
     }
 
     /// Starts `command` as the leader of a new process group and registers
-    /// it; `wake` gets a byte when its exit status is available.
-    pub fn spawn(&self, command: &mut Command, wake: &Arc<PipeWriter>) -> io::Result<Pid> {
+    /// it.
+    pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
         use std::os::unix::process::CommandExt;
         // `process_group` keeps std on its posix_spawn path (no pre_exec).
         command.process_group(0);
+        let serial = self.table().begin_spawn()?;
+        let spawned = command.spawn();
         let mut table = self.table();
-        if table.shutting_down {
-            return Err(io::Error::other("shutting down"));
+        let id = table.end_spawn(serial, spawned.as_ref().ok().map(|c| c.id() as Pid));
+        if let Some(id) = id.filter(|_| table.shutting_down) {
+            // An exit is waiting for this spawn: the child goes too.
+            kill_group(id.pid);
         }
-        // Spawning under the lock: the reaper cannot look at this child
-        // before it is in the table.
-        let child = command.spawn()?;
-        let pid = child.id() as Pid;
-        table.entries.push(Entry {
-            pid,
-            status: None,
-            wake: Some(Arc::clone(wake)),
-        });
-        table.spawns += 1;
         drop(table);
-        self.spawned.notify_all();
-        Ok(pid)
+        self.changed.notify_all();
+        spawned?;
+        let id = id.expect("registered");
+        // Nobody else reaps a registered child, so the pid is still ours.
+        Ok(Child {
+            id,
+            exit: pidfd_open(id.pid),
+        })
     }
 
-    /// The exit status of `pid` once the reaper has it; forgets the child.
-    pub fn take_status(&self, pid: Pid) -> Option<WaitStatus> {
+    /// If `child` has exited: kills what it left in its process group,
+    /// reaps it, forgets it and returns its status. Never blocks.
+    pub fn try_reap(&self, child: &Child) -> Option<WaitStatus> {
+        let pid = child.id.pid;
+        if !has_exited(pid) {
+            return None;
+        }
+        // Leftovers die with the command (see the module comment).
+        kill_group(pid);
         let mut table = self.table();
-        let index = table.entries.iter().position(|e| e.pid == pid)?;
-        let status = table.entries[index].status?;
-        table.entries.swap_remove(index);
-        Some(status)
+        let mut status: WaitStatus = 0;
+        // SAFETY: plain syscall with a valid out-pointer.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        table.forget(child.id);
+        drop(table);
+        self.changed.notify_all();
+        if reaped == pid {
+            Some(status)
+        } else {
+            // Cannot happen: only this run reaps this child.
+            error!("waitpid({pid}): {}", io::Error::last_os_error());
+            Some(0x7f00) // "exit status 127"
+        }
     }
 
-    /// Kills the process group of `pid`, if `pid` has not been reaped (so
+    /// Kills the process group of `child`, which has not been reaped (so
     /// its group ID cannot have been reused).
-    pub fn kill_group(&self, pid: Pid) {
-        let table = self.table();
-        if table
-            .entries
-            .iter()
-            .any(|e| e.pid == pid && e.status.is_none())
-        {
-            kill_group(pid);
-        }
+    pub fn kill_group(&self, child: &Child) {
+        kill_group(child.id.pid);
     }
 
-    /// Stops waiting for `pid` (it did not die after SIGKILL, e.g. stuck in
-    /// the kernel): the reaper will reap it silently. Returns its status if
-    /// it arrived after all.
-    pub fn abandon(&self, pid: Pid) -> Option<WaitStatus> {
+    /// Gives up on `child` (it did not die after SIGKILL, e.g. stuck in the
+    /// kernel): reaped and forgotten later by whoever finds it exited.
+    pub fn abandon(&self, child: Child) {
+        self.table().abandon(child.id);
+    }
+
+    /// Reaps abandoned children that have exited since. Each run calls it:
+    /// without a PID-1 reaper, nobody else would.
+    pub fn reap_abandoned(&self) {
         let mut table = self.table();
-        let index = table.entries.iter().position(|e| e.pid == pid)?;
-        if let Some(status) = table.entries[index].status {
-            table.entries.swap_remove(index);
-            return Some(status);
+        let exited: Vec<ChildId> = table.abandoned().filter(|id| has_exited(id.pid)).collect();
+        for id in exited {
+            let mut status: WaitStatus = 0;
+            // SAFETY: plain syscall with a valid out-pointer.
+            unsafe { libc::waitpid(id.pid, &mut status, libc::WNOHANG) };
+            table.forget(id);
         }
-        table.entries[index].wake = None;
-        None
     }
 
-    /// Kills every running probe's process group and exits. Holding the
-    /// table lock to the end means no probe can start a command meanwhile.
+    /// Kills every running probe's process group and exits, spawns under
+    /// way included (each kills its own child once it sees the exit).
     pub fn kill_all_and_exit(&self, code: i32) -> ! {
         let mut table = self.table();
         table.shutting_down = true;
-        for entry in table.entries.iter().filter(|e| e.status.is_none()) {
-            kill_group(entry.pid);
+        for entry in &table.entries {
+            kill_group(entry.id.pid);
         }
+        let (_table, _) = self
+            .changed
+            .wait_timeout_while(table, SPAWN_DRAIN, |t| !t.spawning.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
         std::process::exit(code);
     }
 
-    /// The reaper thread's body.
-    pub fn reap_forever(&self) -> ! {
+    /// The PID-1 reaper thread's body: reaps orphans and abandoned
+    /// children, never a running probe's (see the module comment).
+    pub fn reap_orphans_forever(&self) -> ! {
         loop {
-            let spawns_before = self.table().spawns;
+            let registered_before = self.table().registered;
             match peek_exited_child() {
-                Ok(pid) => self.reap(pid),
+                Ok(pid) => self.reap_orphan(pid),
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                     // No children at all: only our own spawn can change that
                     // (orphans are re-parented to us only from our children).
                     let table = self.table();
                     let _table = self
-                        .spawned
-                        .wait_while(table, |t| t.spawns == spawns_before)
+                        .changed
+                        .wait_while(table, |t| t.registered == registered_before)
                         .unwrap_or_else(|e| e.into_inner());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => {
                     error!("reaper: waitid failed: {e}; retrying in 1s");
-                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }
     }
 
-    fn reap(&self, pid: Pid) {
+    fn reap_orphan(&self, pid: Pid) {
         let mut table = self.table();
-        let entry = table
-            .entries
-            .iter_mut()
-            .find(|e| e.pid == pid && e.status.is_none());
-        if entry.is_some() {
-            // Leftovers of a probe command die with it (see module comment).
-            kill_group(pid);
-        }
-        let mut status: WaitStatus = 0;
-        // SAFETY: plain syscall with a valid out-pointer.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if reaped != pid {
-            // Someone else (std, after a failed exec) reaped it first.
-            return;
-        }
-        if let Some(entry) = entry {
-            entry.status = Some(status);
-            if let Some(wake) = &entry.wake {
-                // Non-blocking, and at most one byte per run: it cannot fill.
-                let _ = (&**wake).write(&[1]);
+        let horizon = table.next_serial;
+        loop {
+            match table.exited(pid, horizon) {
+                Exited::Running => {
+                    // Its run reaps it; then waitid shows us the next one.
+                    let _table = self
+                        .changed
+                        .wait_while(table, |t| t.exited(pid, horizon) == Exited::Running)
+                        .unwrap_or_else(|e| e.into_inner());
+                    return;
+                }
+                Exited::Unknown {
+                    wait_for_spawns: true,
+                } => {
+                    table = self.changed.wait(table).unwrap_or_else(|e| e.into_inner());
+                }
+                Exited::Abandoned(id) => {
+                    table.forget(id);
+                    break;
+                }
+                Exited::Unknown {
+                    wait_for_spawns: false,
+                } => break,
             }
         }
+        let mut status: WaitStatus = 0;
+        // SAFETY: plain syscall with a valid out-pointer. Under the table
+        // lock, so no run can register a reused pid meanwhile.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
     }
+}
+
+/// Whether `pid` (our child) has exited, without reaping it.
+fn has_exited(pid: Pid) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid succeeded; si_pid is 0 when nothing has exited.
+    rc == 0 && unsafe { info.si_pid() } == pid
+}
+
+/// A pidfd for `pid`, or None on kernels without them (before 5.3).
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the descriptor is owned right below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor nothing else owns (pidfds are close-on-exec).
+    Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 /// Blocks until some child has exited and returns its pid, leaving it a
@@ -203,17 +355,6 @@ fn kill_group(pgid: Pid) {
             error!("kill process group {pgid}: {e}");
         }
     }
-}
-
-/// Makes a pipe's write end non-blocking.
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Undoes signal state a parent may have passed down: an ignored SIGCHLD
@@ -314,4 +455,104 @@ fn signal_name(signal: libc::c_int) -> String {
         _ => return format!("signal {signal}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(table: &mut Table, pid: Pid) -> ChildId {
+        let serial = table.begin_spawn().unwrap();
+        table.end_spawn(serial, Some(pid)).unwrap()
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_child() {
+        let mut table = Table::default();
+        let first = register(&mut table, 100);
+        assert_eq!(table.exited(100, table.next_serial), Exited::Running);
+        // Its run reaped it; the pid comes back for another spawn.
+        table.forget(first);
+        let second = register(&mut table, 100);
+        assert_ne!(first, second);
+        table.forget(first);
+        assert_eq!(table.exited(100, table.next_serial), Exited::Running, "{second:?} stays");
+        table.forget(second);
+        assert!(table.entries.is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_child_leaves_the_table_when_reaped() {
+        let mut table = Table::default();
+        let id = register(&mut table, 42);
+        table.abandon(id);
+        assert_eq!(table.abandoned().collect::<Vec<_>>(), [id]);
+        assert_eq!(table.exited(42, table.next_serial), Exited::Abandoned(id));
+        table.forget(id);
+        assert!(table.entries.is_empty());
+        // A new child on the same pid is a running one, not abandoned.
+        let next = register(&mut table, 42);
+        assert_eq!(table.exited(42, table.next_serial), Exited::Running);
+        assert_eq!(table.abandoned().count(), 0);
+        table.forget(next);
+    }
+
+    #[test]
+    fn unknown_pids_wait_only_for_earlier_spawns() {
+        let mut table = Table::default();
+        let serial = table.begin_spawn().unwrap();
+        let horizon = table.next_serial;
+        assert_eq!(
+            table.exited(5, horizon),
+            Exited::Unknown {
+                wait_for_spawns: true
+            }
+        );
+        // A spawn that began after the peek does not hold it up.
+        let later = table.begin_spawn().unwrap();
+        table.end_spawn(serial, None);
+        assert_eq!(
+            table.exited(5, horizon),
+            Exited::Unknown {
+                wait_for_spawns: false
+            }
+        );
+        table.end_spawn(later, Some(5));
+        assert_eq!(table.exited(5, horizon), Exited::Running);
+        assert_eq!(table.registered, 1);
+    }
+
+    #[test]
+    fn no_spawn_begins_while_shutting_down() {
+        let mut table = Table {
+            shutting_down: true,
+            ..Table::default()
+        };
+        assert!(table.begin_spawn().is_err());
+    }
+
+    #[test]
+    fn a_run_reaps_its_own_child_and_its_leftovers() {
+        let children = Children::default();
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "sleep 30 & exit 3"]);
+        let child = children.spawn(&mut command).unwrap();
+        assert!(child.exit_fd().is_some(), "pidfds on this kernel");
+        let status = loop {
+            if let Some(status) = children.try_reap(&child) {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(libc::WEXITSTATUS(status), 3);
+        assert!(children.table().entries.is_empty());
+        // The group's `sleep` was killed: soon no process is left in it
+        // (its new parent reaps the zombie).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only checks for existence.
+        while unsafe { libc::kill(-child.id.pid, 0) } == 0 {
+            assert!(std::time::Instant::now() < deadline, "the group lives on");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

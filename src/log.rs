@@ -5,15 +5,123 @@
 //! sidecar's logs are read next to other containers' UTC logs. Each line is
 //! written with one `write` so lines from different threads never interleave.
 //! This module decides how a line looks, never whether an event matters.
+//!
+//! Logging never blocks probing, serving or shutdown: once `start_writer`
+//! has run, lines go into a bounded queue that one writer thread drains.
+//! While stderr takes nothing (a stalled log collector), new lines are
+//! dropped and counted; when it drains again, one line says how many. An
+//! exit waits a moment for the queue (`flush`), never longer.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::json;
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Lines waiting for the writer, at most `QUEUE_BYTES` of them.
+const QUEUE_BYTES: usize = 256 * 1024;
+
+struct Queue {
+    lines: VecDeque<String>,
+    bytes: usize,
+    /// Dropped since the last line about it was queued.
+    dropped_unreported: u64,
+    /// A writer thread drains the queue; without one, lines are written
+    /// where they are made (start-up, flag errors, tests).
+    writer: bool,
+    /// The writer is in the middle of a write.
+    writing: bool,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    lines: VecDeque::new(),
+    bytes: 0,
+    dropped_unreported: 0,
+    writer: false,
+    writing: false,
+});
+/// Signalled when a line is queued, and when the queue empties.
+static QUEUED: Condvar = Condvar::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+fn queue() -> MutexGuard<'static, Queue> {
+    QUEUE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Log lines dropped so far because stderr did not take them.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// From here on, lines are queued and written by the calling thread, which
+/// never returns: the log writer's body.
+pub fn write_forever() -> ! {
+    queue().writer = true;
+    loop {
+        let line = {
+            let mut queue = queue();
+            while queue.lines.is_empty() {
+                queue = QUEUED.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            let line = queue.lines.pop_front().expect("not empty");
+            queue.bytes -= line.len();
+            queue.writing = true;
+            line
+        };
+        // Blocks while stderr is stuck; only this thread waits.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let mut queue = queue();
+        queue.writing = false;
+        let dropped = std::mem::take(&mut queue.dropped_unreported);
+        drop(queue);
+        if dropped > 0 {
+            error(format_args!(
+                "{dropped} log lines were dropped while stderr was not taking them"
+            ));
+        }
+        QUEUED.notify_all();
+    }
+}
+
+/// Waits up to `limit` for queued lines to be written: before an exit.
+pub fn flush(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut queue = queue();
+    while queue.writer && (!queue.lines.is_empty() || queue.writing) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        queue = QUEUED
+            .wait_timeout(queue, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+fn emit(line: String) {
+    let mut queue = queue();
+    if !queue.writer {
+        drop(queue);
+        // Nothing sensible can be done when stderr is gone.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    }
+    if queue.bytes + line.len() > QUEUE_BYTES {
+        queue.dropped_unreported += 1;
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    queue.bytes += line.len();
+    queue.lines.push_back(line);
+    drop(queue);
+    QUEUED.notify_all();
+}
 
 /// With quiet set, only errors are written.
 pub fn set_quiet(quiet: bool) {
@@ -90,8 +198,7 @@ fn write_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value
         // forged line (LF, CR) or drive the reader's terminal (ESC).
         format!("{} {}\n", log_timestamp(now), escape_controls(message))
     };
-    // Nothing sensible can be done when stderr is gone; the probes go on.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    emit(line);
 }
 
 /// `text` with control characters (C0, DEL, C1) written as escapes:

@@ -38,7 +38,10 @@ fn main() {
     let json_logs = config::wants_json_logs(&args);
     log::set_json(json_logs);
     // A panic aborts (see Cargo.toml); its message goes out as a log line.
-    std::panic::set_hook(Box::new(|panic| error!("panic: {panic}")));
+    std::panic::set_hook(Box::new(|panic| {
+        error!("panic: {panic}");
+        log::flush(process::EXIT_FLUSH);
+    }));
     let config = match config::parse(args) {
         Ok(Invocation::Run(config)) => config,
         Ok(Invocation::Help) => return print_or_exit(config::USAGE),
@@ -57,6 +60,7 @@ fn main() {
     };
     if let Err(e) = run(config) {
         error!("{e}");
+        log::flush(process::EXIT_FLUSH);
         std::process::exit(1);
     }
 }
@@ -79,6 +83,9 @@ fn run(config: Config) -> Result<(), String> {
     log::set_quiet(config.quiet);
     log::set_json(config.json_logs);
     process::reset_signal_state().map_err(|e| format!("cannot reset signal state: {e}"))?;
+    // The first thread: from here on no log line can block a probe, a
+    // request or an exit (see `log`).
+    spawn("log", || log::write_forever())?;
     process::raise_open_files_limit();
     // Signals first: a SIGTERM from here on stops us cleanly.
     let signals = process::exit_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -101,15 +108,39 @@ fn run(config: Config) -> Result<(), String> {
         max_output: config.max_output,
     };
 
+    // From here on every way out kills the commands' groups first.
+    let panicking = Arc::clone(&children);
+    std::panic::set_hook(Box::new(move |panic| {
+        error!("panic: {panic}");
+        panicking.kill_all_now();
+        log::flush(process::EXIT_FLUSH);
+    }));
+    let Err(e) = start(
+        config, listener, signals, probes, &children, policy, schedule,
+    );
+    error!("{e}");
+    children.kill_all_and_exit(1)
+}
+
+/// Starts the threads, then waits for a stop signal.
+fn start(
+    config: Config,
+    listener: std::net::TcpListener,
+    signals: signal_hook::iterator::Signals,
+    probes: Arc<Vec<Probe>>,
+    children: &Arc<Children>,
+    policy: Policy,
+    schedule: probe::Schedule,
+) -> Result<std::convert::Infallible, String> {
     if std::process::id() == 1 {
         // Orphans are re-parented to PID 1: ours to reap (see `process`).
-        let reaper_children = Arc::clone(&children);
+        let reaper_children = Arc::clone(children);
         spawn("reaper", move || reaper_children.reap_orphans_forever())?;
     }
 
     let shared = http::Shared {
         probes: Arc::clone(&probes),
-        children: Arc::clone(&children),
+        children: Arc::clone(children),
         policy,
         enable_quit: config.enable_quit,
         started: std::time::SystemTime::now(),
@@ -121,7 +152,7 @@ fn run(config: Config) -> Result<(), String> {
         write: config.write_timeout,
     };
     let address = http::serve(listener, Arc::new(shared), timeouts)
-        .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+        .map_err(|e| format!("cannot start the HTTP server: {}", process::spawn_error(&e)))?;
     log::always(
         format_args!(
             "exechealthz {} listening on {address}",
@@ -139,7 +170,7 @@ fn run(config: Config) -> Result<(), String> {
             duration::format(config.timeout)
         );
         let probes = Arc::clone(&probes);
-        let children = Arc::clone(&children);
+        let children = Arc::clone(children);
         spawn(&format!("probe-{i}"), move || {
             probe::run_forever(&probes[i], &children, schedule, policy)
         })?;
@@ -150,7 +181,7 @@ fn run(config: Config) -> Result<(), String> {
         watchdog::watch_forever(&watched, latency)
     })?;
 
-    process::exit_on_signal(signals, &children)
+    process::exit_on_signal(signals, children)
 }
 
 fn spawn<F>(name: &str, body: F) -> Result<(), String>
@@ -162,5 +193,5 @@ where
         .stack_size(THREAD_STACK)
         .spawn(move || match body() {})
         .map(drop)
-        .map_err(|e| format!("cannot start thread {name}: {e}"))
+        .map_err(|e| format!("cannot start thread {name}: {}", process::spawn_error(&e)))
 }

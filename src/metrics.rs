@@ -142,6 +142,12 @@ pub fn render(
             .iter()
             .map(|(code, count)| (format!("{{code=\"{code}\"}}"), count.to_string())),
     );
+    family(
+        "exechealthz_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because stderr was not taking them.",
+        &mut std::iter::once((String::new(), crate::log::dropped().to_string())),
+    );
     out
 }
 

@@ -57,6 +57,9 @@ impl Child {
     }
 }
 
+/// How long an exit waits for queued log lines to be written.
+pub const EXIT_FLUSH: Duration = Duration::from_millis(250);
+
 /// How long an exit waits for spawns under way to register their children,
 /// so that it can kill them too.
 const SPAWN_DRAIN: Duration = Duration::from_secs(1);
@@ -242,7 +245,32 @@ impl Children {
             .changed
             .wait_timeout_while(table, SPAWN_DRAIN, |t| !t.spawning.is_empty())
             .unwrap_or_else(|e| e.into_inner());
+        crate::log::flush(EXIT_FLUSH);
         std::process::exit(code);
+    }
+
+    /// Kills every running probe's process group, from a panic hook: the
+    /// panicking thread may hold the table lock, so this only tries it.
+    pub fn kill_all_now(&self) {
+        for _ in 0..100 {
+            match self.table.try_lock() {
+                Ok(table) => {
+                    for entry in &table.entries {
+                        kill_group(entry.id.pid);
+                    }
+                    return;
+                }
+                Err(std::sync::TryLockError::Poisoned(table)) => {
+                    for entry in &table.into_inner().entries {
+                        kill_group(entry.id.pid);
+                    }
+                    return;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
     }
 
     /// The PID-1 reaper thread's body: reaps orphans and abandoned
@@ -355,6 +383,27 @@ fn kill_group(pgid: Pid) {
             error!("kill process group {pgid}: {e}");
         }
     }
+}
+
+/// A thread or process that could not be started, with the limit that
+/// most likely stopped it.
+pub fn spawn_error(e: &io::Error) -> String {
+    if e.raw_os_error() != Some(libc::EAGAIN) {
+        return e.to_string();
+    }
+    // SAFETY: plain syscall with a valid out-pointer.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    let nproc = if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY
+    {
+        format!("RLIMIT_NPROC is {}", limit.rlim_cur)
+    } else {
+        "RLIMIT_NPROC is unlimited".to_string()
+    };
+    format!(
+        "{e}: the limit on processes and threads was reached ({nproc}; \
+         a container's pids limit counts too)"
+    )
 }
 
 /// Undoes signal state a parent may have passed down: an ignored SIGCHLD
@@ -476,7 +525,11 @@ mod tests {
         let second = register(&mut table, 100);
         assert_ne!(first, second);
         table.forget(first);
-        assert_eq!(table.exited(100, table.next_serial), Exited::Running, "{second:?} stays");
+        assert_eq!(
+            table.exited(100, table.next_serial),
+            Exited::Running,
+            "{second:?} stays"
+        );
         table.forget(second);
         assert!(table.entries.is_empty());
     }

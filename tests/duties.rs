@@ -96,3 +96,199 @@ fn command_output_cannot_forge_log_lines_or_drive_a_terminal() {
         assert!(!line.starts_with("2026/01/01"), "forged line {line:?}");
     }
 }
+
+/// Whether `setpriv` can run the binary as user 65534 here (root, and the
+/// binary readable by everyone), for limits that root ignores.
+fn can_run_as_nobody() -> bool {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--version",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_thread_limit_at_start_is_an_error_that_names_it() {
+    if !can_run_as_nobody() {
+        assert!(
+            std::env::var_os("EXECHEALTHZ_REQUIRE_TOOLS").is_none(),
+            "setpriv cannot run the binary as 65534"
+        );
+        eprintln!("skipped: setpriv cannot run the binary as user 65534");
+        return;
+    }
+    // RLIMIT_NPROC counts the threads of the user: every limit from "not
+    // even one more thread" to "enough threads, no room for commands".
+    let mut exited = 0;
+    for limit in 1..=6 {
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+        ]);
+        command.arg(format!("--nproc={limit}:{limit}"));
+        command.args([BIN, "--port=0", "--period=1h"]);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        // A limit that stops the start does so at once; one that does not
+        // leaves it serving.
+        let began = std::time::Instant::now();
+        let mut status = None;
+        while status.is_none() && began.elapsed() < std::time::Duration::from_secs(2) {
+            status = child.try_wait().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let status = match status {
+            Some(status) => status,
+            None => {
+                // It started: serving, with commands failing to start.
+                let _ = child.kill();
+                child.wait().unwrap();
+                let text = reader.join().unwrap();
+                assert!(!text.contains("panic"), "limit {limit}: {text}");
+                continue;
+            }
+        };
+        exited += 1;
+        let text = reader.join().unwrap();
+        assert_eq!(status.code(), Some(1), "limit {limit}: {status:?} {text}");
+        assert!(
+            text.contains(&format!("RLIMIT_NPROC is {limit}")),
+            "limit {limit}: {text}"
+        );
+        assert!(!text.contains("panic"), "limit {limit}: {text}");
+    }
+    assert!(exited >= 2, "no limit was tight enough to stop the start");
+}
+
+/// A metric's value from `/metrics` text (no labels).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
+    use std::io::BufRead;
+    // Each run logs a 4 KB failure line: a 64 KiB pipe fills in a moment.
+    let mut child = Command::new(BIN)
+        .args([
+            "--port=0",
+            "--period=10ms",
+            "--cmd=head -c 4000 /dev/zero | tr '\\0' x; exit 1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(" listening on ") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+    }
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Nobody reads stderr now: lines are dropped, probing and serving go on.
+    let runs = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("exechealthz_probe_runs_total{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap()
+    };
+    let dropped_at = eventually("log lines to be dropped", || {
+        let text = http(address, "GET", "/metrics").text();
+        (metric(&text, "exechealthz_log_lines_dropped_total")? > 0.0).then(|| runs(&text))
+    });
+    eventually("probing to go on", || {
+        let text = http(address, "GET", "/metrics").text();
+        (runs(&text) >= dropped_at + 20.0).then_some(())
+    });
+    // Read again: the writer drains, then says how many were dropped.
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            if line.contains("log lines were dropped while stderr was not taking them") {
+                return Some(line);
+            }
+        }
+    });
+    let found = reader
+        .join()
+        .unwrap()
+        .expect("a line saying what was dropped");
+    assert!(
+        found.split(' ').nth(2).unwrap().parse::<u64>().unwrap() > 0,
+        "{found}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sigterm_ends_it_while_stderr_is_stuck() {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args([
+            "--port=0",
+            "--period=10ms",
+            "--cmd=head -c 4000 /dev/zero | tr '\\0' x; exit 1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(" listening on ") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+    }
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually("stderr to be stuck", || {
+        let text = http(address, "GET", "/metrics").text();
+        (metric(&text, "exechealthz_log_lines_dropped_total")? > 0.0).then_some(())
+    });
+    // SAFETY: plain kill of our own child.
+    unsafe { libc_kill(child.id() as i32, SIGTERM) };
+    let status = eventually("the exit", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    drop(stderr);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}

@@ -46,7 +46,7 @@ pub fn render(
     let now = Instant::now();
     let snapshots: Vec<_> = probes
         .iter()
-        .map(|p| (p, p.snapshot(now, policy)))
+        .map(|p| (p, p.snapshot(now, policy, 0)))
         .collect();
     let mut out = String::new();
     let mut family = |name: &str,

@@ -29,6 +29,20 @@ pub struct Run {
 }
 
 impl Run {
+    /// A copy with at most `keep` bytes of output; the rest is counted as
+    /// discarded.
+    fn summary(&self, keep: usize) -> Run {
+        let kept = self.output.len().min(keep);
+        Run {
+            finished: self.finished,
+            finished_at: self.finished_at,
+            duration: self.duration,
+            output: self.output[..kept].to_vec(),
+            discarded: self.discarded + (self.output.len() - kept) as u64,
+            outcome: self.outcome.clone(),
+        }
+    }
+
     /// The original's `Result of last exec: <output>, at <time>, error <err>`.
     pub fn describe(&self) -> String {
         let mut output = String::from_utf8_lossy(&self.output).into_owned();
@@ -225,10 +239,13 @@ impl Probe {
         }
     }
 
-    /// Everything `/metrics` and `/status` report, copied under the lock.
-    pub fn snapshot(&self, now: Instant, policy: &Policy) -> Snapshot {
+    /// Everything `/metrics` and `/status` report, copied under the lock,
+    /// with at most `output_limit` bytes of the latest run's output (the
+    /// rest counted as discarded): a report costs the same whatever
+    /// `--max-output` keeps.
+    pub fn snapshot(&self, now: Instant, policy: &Policy, output_limit: usize) -> Snapshot {
         let state = self.state();
-        let latest = latest(&state).cloned();
+        let latest = latest(&state).map(|run| run.summary(output_limit));
         let stale = latest
             .as_ref()
             .is_some_and(|run| now.saturating_duration_since(run.finished_at) > policy.latency);

@@ -32,10 +32,11 @@ pub fn render(probes: &[Probe], policy: &Policy, query: &str) -> Rendered {
         }
     }
     let now = Instant::now();
+    let output_limit = if json { JSON_OUTPUT_LIMIT } else { 0 };
     let included: Vec<(&Probe, Snapshot)> = probes
         .iter()
         .filter(|p| !excluded.contains(&p.spec.url))
-        .map(|p| (p, p.snapshot(now, policy)))
+        .map(|p| (p, p.snapshot(now, policy, output_limit)))
         .collect();
     let unknown: Vec<&String> = excluded
         .iter()
@@ -102,7 +103,7 @@ fn render_json(included: &[(&Probe, Snapshot)], all_pass: bool) -> String {
             ("consecutive_failures", s.consecutive_failures.to_string()),
         ];
         if let Some(run) = &s.latest {
-            let output = &run.output[..run.output.len().min(JSON_OUTPUT_LIMIT)];
+            let output = &run.output;
             let since = run.finished.duration_since(UNIX_EPOCH).unwrap_or_default();
             fields.extend([
                 ("last_exit_code", run.outcome.exit_code().to_string()),
@@ -117,10 +118,7 @@ fn render_json(included: &[(&Probe, Snapshot)], all_pass: bool) -> String {
                     "last_output",
                     json::string(&String::from_utf8_lossy(output)),
                 ),
-                (
-                    "last_output_truncated",
-                    (output.len() < run.output.len() || run.discarded > 0).to_string(),
-                ),
+                ("last_output_truncated", (run.discarded > 0).to_string()),
                 (
                     "last_run_time",
                     json::string(&result_timestamp(run.finished)),

@@ -317,3 +317,32 @@ fn json_logs_cover_flag_errors() {
     json_line_keys(stderr.trim());
     assert!(stderr.contains("--period"));
 }
+
+#[test]
+fn reports_copy_no_kept_output() {
+    // 100 probes keeping 1 MiB each: 100 MiB of results. Scrapes must not
+    // copy them (each used to: RSS 112 MB -> 368-445 MB over 50 scrapes).
+    let mut args = vec!["--period=1h".to_string(), "--max-output=1MiB".to_string()];
+    for i in 0..100 {
+        args.push("--cmd=head -c 1048576 /dev/zero".into());
+        args.push(format!("--url=/p{i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    // Probe URLs answer `ok` without their output: wait on them, so no
+    // report has run before the first measure.
+    for i in 0..100 {
+        server.wait_status(&format!("/p{i}"), 200);
+    }
+    let before = proc_status(server.pid(), "VmHWM");
+    for _ in 0..25 {
+        assert_eq!(server.get("/metrics").status, 200);
+        assert_eq!(server.get("/status").status, 200);
+        assert_eq!(server.get("/status?format=json").status, 200);
+    }
+    let after = proc_status(server.pid(), "VmHWM");
+    assert!(
+        after < before + 10 * 1024,
+        "peak RSS grew from {before} kB to {after} kB over 75 reports"
+    );
+}

@@ -12,6 +12,7 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,53 @@ const READ_SIZE: usize = 16 * 1024;
 
 const LISTENER: u64 = u64::MAX;
 
-/// Whether some loop is refusing connections for want of descriptors: so
-/// the start and end of a spell are logged once, not per loop or retry.
-static ACCEPT_FAILING: AtomicBool = AtomicBool::new(false);
+/// A spell of refusing connections for want of descriptors: its start and
+/// its end are logged once each, not per connection, loop or retry. It ends
+/// once no connection was refused for `SPELL_END`.
+struct Spell {
+    refused: u64,
+    last_failure: Instant,
+}
+static SPELL: Mutex<Option<Spell>> = Mutex::new(None);
+/// Whether a spell is on: checked on every accept without the lock.
+static REFUSING: AtomicBool = AtomicBool::new(false);
+const SPELL_END: Duration = Duration::from_secs(1);
+
+fn spell() -> std::sync::MutexGuard<'static, Option<Spell>> {
+    SPELL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An accept failed (`e`); `refused`: one connection was refused for it.
+fn accept_failed(e: &io::Error, refused: bool, now: Instant) {
+    let mut spell = spell();
+    let spell = spell.get_or_insert_with(|| {
+        error!(
+            "http: cannot accept connections ({e}); refusing new ones until descriptors are free"
+        );
+        REFUSING.store(true, Ordering::Relaxed);
+        Spell {
+            refused: 0,
+            last_failure: now,
+        }
+    });
+    spell.refused += u64::from(refused);
+    spell.last_failure = now;
+}
+
+/// Ends the spell, if one is on and has been quiet for `SPELL_END`.
+fn end_spell(now: Instant) {
+    if !REFUSING.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut spell = spell();
+    if let Some(over) = spell.take_if(|s| now.duration_since(s.last_failure) >= SPELL_END) {
+        REFUSING.store(false, Ordering::Relaxed);
+        info!(
+            "http: accepting connections again; {} refused while out of descriptors",
+            over.refused
+        );
+    }
+}
 
 pub struct Front {
     epoll: OwnedFd,
@@ -44,6 +89,10 @@ pub struct Front {
     shared: Arc<Shared>,
     timeouts: Timeouts,
     scratch: Vec<u8>,
+    /// A descriptor held in reserve: out of descriptors, it is closed so
+    /// that one pending connection can be accepted and closed at once,
+    /// rather than left waiting in the backlog (or accepted in a busy loop).
+    spare: Option<OwnedFd>,
 }
 
 impl Front {
@@ -57,7 +106,7 @@ impl Front {
         let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: a fresh descriptor nothing else owns.
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        let front = Front {
+        let mut front = Front {
             epoll,
             listener,
             accept_paused_until: None,
@@ -66,7 +115,9 @@ impl Front {
             shared,
             timeouts,
             scratch: vec![0; READ_SIZE],
+            spare: None,
         };
+        front.spare = front.reserve();
         front.listen()?;
         Ok(front)
     }
@@ -139,28 +190,47 @@ impl Front {
         for _ in 0..ACCEPT_BATCH {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if ACCEPT_FAILING.swap(false, Ordering::Relaxed) {
-                        info!("http: accepting connections again");
-                    }
+                    end_spell(now);
                     self.add(stream, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS: stop listening for a moment;
-                    // descriptors come back as connections close. An
-                    // exclusive registration cannot be modified, only
-                    // removed and added again.
-                    if !ACCEPT_FAILING.swap(true, Ordering::Relaxed) {
-                        error!("http: accept failed ({e}); pausing new connections");
+                    let refused = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && self.refuse_one();
+                    accept_failed(&e, refused, now);
+                    if refused {
+                        continue;
                     }
+                    // No spare, or not a shortage of descriptors (ENOBUFS,
+                    // ENOMEM): stop listening for a moment. An exclusive
+                    // registration cannot be modified, only removed and
+                    // added again.
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     self.forget(self.listener.as_raw_fd());
                     return;
                 }
             }
         }
+    }
+
+    /// Out of descriptors: frees the spare, accepts one connection and
+    /// closes it at once, takes the spare back. False if that failed.
+    fn refuse_one(&mut self) -> bool {
+        let Some(spare) = self.spare.take() else {
+            return false;
+        };
+        drop(spare);
+        let refused = self.listener.accept();
+        self.spare = self.reserve();
+        // Closed at once: the client sees the connection end.
+        refused.is_ok()
+    }
+
+    /// A descriptor to hold in reserve (a copy of the epoll descriptor).
+    fn reserve(&self) -> Option<OwnedFd> {
+        self.epoll.try_clone().ok()
     }
 
     fn add(&mut self, stream: TcpStream, now: Instant) {
@@ -234,6 +304,10 @@ impl Front {
 
     /// Enforces deadlines; resumes accepting after a pause.
     fn tick(&mut self, now: Instant) {
+        end_spell(now);
+        if self.spare.is_none() {
+            self.spare = self.reserve();
+        }
         if self.accept_paused_until.is_some_and(|t| now >= t) {
             self.accept_paused_until = None;
             if let Err(e) = self.listen() {

@@ -120,7 +120,7 @@ struct Capture {
 impl Runner<'_> {
     fn run_once(&mut self, started: Instant) -> Run {
         let mut capture = Capture::default();
-        self.children.reap_abandoned();
+        self.children.sweep();
         let outcome = match &self.spec.action {
             Action::Exec { program, args } => match self.start(program, args) {
                 Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),

@@ -1,24 +1,35 @@
 //! The children we start, and the duties of a process that may be PID 1:
 //! reaping, killing process groups, signals, exiting.
 //!
-//! Each probe run reaps its own command: it polls a pidfd (or, on kernels
-//! before 5.3, a short timer) for the exit, kills what the command left in
-//! its process group while the zombie still pins the group ID (so the kill
-//! cannot hit a group that reused it), then reaps it by pid. No thread
-//! stands between a run and its exit status, so hundreds of probes reap in
-//! parallel, and a run can only ever receive the status of its own child.
+//! Probe commands are reaped without a reaper thread in between: a run
+//! polls a pidfd (or, on kernels before 5.3, a short timer) for its
+//! command's exit and reaps it itself; and every run, before it starts its
+//! command, sweeps whatever other commands have exited, recording their
+//! status for their runs. So with hundreds of probes, zombies are reaped as
+//! soon as any probe thread runs, and no single thread is a bottleneck.
+//!
+//! Reaping happens under the table lock, after a `waitid(WNOWAIT)` that
+//! shows the pid has exited: first whatever the command left in its process
+//! group is killed, while the zombie still pins the group ID (so the kill
+//! cannot hit a group that reused it), then the pid is reaped and the status
+//! recorded on the entry of the child that holds that pid now. Children are
+//! known by pid and serial (`ChildId`), so after a pid is reused a run can
+//! only ever receive the status of its own child.
+//!
+//! A command can exit before its spawn has registered it (a fast command on
+//! a loaded machine). An exited pid nobody knows while spawns are under way
+//! is reaped and its status kept for them; the spawn that gets that pid
+//! claims it, and kills what it left in its group (a group with live members
+//! keeps its ID, so that kill cannot reach another group). What no spawn
+//! under way claims was an orphan. Spawning never holds the table lock.
 //!
 //! As PID 1 (a `FROM scratch` container) orphans are re-parented to us and
 //! must be reaped too; a blind `waitpid(-1)` would steal a probe's status.
-//! So only then a reaper thread *peeks* with `waitid(WNOWAIT)`: a pid that
-//! is a running probe's child is left to its run (the reaper waits until the
-//! run has reaped it); a pid it does not know while spawns are under way may
-//! be one of theirs, so it waits for the spawns that began before it looked;
-//! anything else is an orphan and reaped. Spawning never holds the table lock.
+//! So only then a reaper thread also waits in `waitid(WNOWAIT)` and handles
+//! each exit as a sweep does, at once.
 //!
 //! A run that gives up on a child that will not die (stuck in the kernel)
-//! abandons it: the PID-1 reaper, or any probe's next run, reaps it later,
-//! and its entry then leaves the table.
+//! abandons it: whoever reaps it later forgets it.
 //!
 //! This module knows nothing about probes' results or HTTP.
 
@@ -57,6 +68,9 @@ impl Child {
     }
 }
 
+/// Exits one sweep reaps at most.
+const SWEEP_MAX: usize = 64;
+
 /// How long an exit waits for queued log lines to be written.
 pub const EXIT_FLUSH: Duration = Duration::from_millis(250);
 
@@ -81,24 +95,30 @@ struct Table {
     next_serial: u64,
     /// Children registered so far, for the PID-1 reaper's idle wait.
     registered: u64,
+    /// Exits reaped before their spawn registered the child (a fast command
+    /// on a loaded machine): (pid, status, the newest spawn that may own it).
+    early: Vec<(Pid, WaitStatus, u64)>,
     shutting_down: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     id: ChildId,
+    /// Set once it is reaped (by its run or a sweep), until its run takes it.
+    status: Option<WaitStatus>,
     /// Its run gave up on it: whoever reaps it forgets it.
     abandoned: bool,
 }
 
-/// What the PID-1 reaper does with an exited pid.
+/// Whose an exited pid is.
 #[derive(Debug, PartialEq)]
 enum Exited {
-    /// A run's own child: the run reaps it.
+    /// A running probe command's: reap it, record the status for its run.
     Running,
     /// An abandoned child: reap it and forget it.
     Abandoned(ChildId),
-    /// Not known: an orphan, unless a spawn that began earlier registers it.
+    /// Not known: an orphan, unless a spawn that began earlier registers it
+    /// (`wait_for_spawns`: one may).
     Unknown { wait_for_spawns: bool },
 }
 
@@ -114,18 +134,36 @@ impl Table {
 
     fn end_spawn(&mut self, serial: u64, pid: Option<Pid>) -> Option<ChildId> {
         self.spawning.retain(|s| *s != serial);
-        let id = ChildId { pid: pid?, serial };
-        self.entries.push(Entry {
-            id,
-            abandoned: false,
-        });
-        self.registered += 1;
-        Some(id)
+        let id = pid.map(|pid| ChildId { pid, serial });
+        if let Some(id) = id {
+            let early = self.early.iter().position(|(p, _, _)| *p == id.pid);
+            let status = early.map(|i| self.early.swap_remove(i).1);
+            self.entries.push(Entry {
+                id,
+                status,
+                abandoned: false,
+            });
+            self.registered += 1;
+        }
+        // Early exits no spawn under way can own were orphans (as PID 1).
+        let spawning = &self.spawning;
+        self.early
+            .retain(|(_, _, horizon)| spawning.iter().any(|s| s <= horizon));
+        id
+    }
+
+    /// Whether `pid` was reaped before its spawn registered it.
+    fn reaped_early(&self, pid: Pid) -> bool {
+        self.early.iter().any(|(p, _, _)| *p == pid)
     }
 
     /// Classifies `pid`, peeked at when spawns up to `horizon` had begun.
     fn exited(&self, pid: Pid, horizon: u64) -> Exited {
-        match self.entries.iter().find(|e| e.id.pid == pid) {
+        let holder = self
+            .entries
+            .iter()
+            .find(|e| e.id.pid == pid && e.status.is_none());
+        match holder {
             Some(entry) if entry.abandoned => Exited::Abandoned(entry.id),
             Some(_) => Exited::Running,
             None => Exited::Unknown {
@@ -134,18 +172,35 @@ impl Table {
         }
     }
 
-    fn forget(&mut self, id: ChildId) {
-        self.entries.retain(|e| e.id != id);
+    /// Records the status of the reaped `pid` on the child that held it;
+    /// an abandoned child is forgotten.
+    fn record(&mut self, pid: Pid, status: WaitStatus) {
+        let Some(index) = self
+            .entries
+            .iter()
+            .position(|e| e.id.pid == pid && e.status.is_none())
+        else {
+            return;
+        };
+        if self.entries[index].abandoned {
+            self.entries.swap_remove(index);
+        } else {
+            self.entries[index].status = Some(status);
+        }
+    }
+
+    /// The recorded status of `id`, which is then forgotten.
+    fn take(&mut self, id: ChildId) -> Option<WaitStatus> {
+        let index = self.entries.iter().position(|e| e.id == id)?;
+        let status = self.entries[index].status?;
+        self.entries.swap_remove(index);
+        Some(status)
     }
 
     fn abandon(&mut self, id: ChildId) {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
             entry.abandoned = true;
         }
-    }
-
-    fn abandoned(&self) -> impl Iterator<Item = ChildId> + '_ {
-        self.entries.iter().filter(|e| e.abandoned).map(|e| e.id)
     }
 }
 
@@ -167,9 +222,12 @@ impl Children {
         let serial = self.table().begin_spawn()?;
         let spawned = command.spawn();
         let mut table = self.table();
-        let id = table.end_spawn(serial, spawned.as_ref().ok().map(|c| c.id() as Pid));
-        if let Some(id) = id.filter(|_| table.shutting_down) {
-            // An exit is waiting for this spawn: the child goes too.
+        let pid = spawned.as_ref().ok().map(|c| c.id() as Pid);
+        let early = pid.is_some_and(|pid| table.reaped_early(pid));
+        let id = table.end_spawn(serial, pid);
+        if let Some(id) = id.filter(|_| table.shutting_down || early) {
+            // An exit is waiting for this spawn, or the command is already
+            // gone: what it left in its group goes too.
             kill_group(id.pid);
         }
         drop(table);
@@ -183,28 +241,26 @@ impl Children {
         })
     }
 
-    /// If `child` has exited: kills what it left in its process group,
-    /// reaps it, forgets it and returns its status. Never blocks.
+    /// The status of `child` if it has exited (reaping it if nobody has
+    /// yet); it is then forgotten. Never blocks.
     pub fn try_reap(&self, child: &Child) -> Option<WaitStatus> {
-        let pid = child.id.pid;
-        if !has_exited(pid) {
-            return None;
-        }
-        // Leftovers die with the command (see the module comment).
-        kill_group(pid);
         let mut table = self.table();
-        let mut status: WaitStatus = 0;
-        // SAFETY: plain syscall with a valid out-pointer.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        table.forget(child.id);
-        drop(table);
-        self.changed.notify_all();
-        if reaped == pid {
-            Some(status)
-        } else {
-            // Cannot happen: only this run reaps this child.
-            error!("waitpid({pid}): {}", io::Error::last_os_error());
-            Some(0x7f00) // "exit status 127"
+        if let Some(status) = table.take(child.id) {
+            return Some(status);
+        }
+        reap_exited(&mut table, child.id.pid);
+        table.take(child.id)
+    }
+
+    /// Reaps every probe command that has exited (recording its status
+    /// for its run) and, as PID 1, orphans: each run does this before it
+    /// starts its command. Stops at a pid that a spawn under way may own.
+    pub fn sweep(&self) {
+        for _ in 0..SWEEP_MAX {
+            let Some(pid) = peek_exited_child(false).ok().flatten() else {
+                return;
+            };
+            reap_exited(&mut self.table(), pid);
         }
     }
 
@@ -215,22 +271,9 @@ impl Children {
     }
 
     /// Gives up on `child` (it did not die after SIGKILL, e.g. stuck in the
-    /// kernel): reaped and forgotten later by whoever finds it exited.
+    /// kernel): a later sweep (or the PID-1 reaper) reaps and forgets it.
     pub fn abandon(&self, child: Child) {
         self.table().abandon(child.id);
-    }
-
-    /// Reaps abandoned children that have exited since. Each run calls it:
-    /// without a PID-1 reaper, nobody else would.
-    pub fn reap_abandoned(&self) {
-        let mut table = self.table();
-        let exited: Vec<ChildId> = table.abandoned().filter(|id| has_exited(id.pid)).collect();
-        for id in exited {
-            let mut status: WaitStatus = 0;
-            // SAFETY: plain syscall with a valid out-pointer.
-            unsafe { libc::waitpid(id.pid, &mut status, libc::WNOHANG) };
-            table.forget(id);
-        }
     }
 
     /// Kills every running probe's process group and exits, spawns under
@@ -273,13 +316,14 @@ impl Children {
         }
     }
 
-    /// The PID-1 reaper thread's body: reaps orphans and abandoned
-    /// children, never a running probe's (see the module comment).
+    /// The PID-1 reaper thread's body: handles every exit as a sweep does,
+    /// as soon as it happens (see the module comment).
     pub fn reap_orphans_forever(&self) -> ! {
         loop {
             let registered_before = self.table().registered;
-            match peek_exited_child() {
-                Ok(pid) => self.reap_orphan(pid),
+            match peek_exited_child(true) {
+                Ok(Some(pid)) => reap_exited(&mut self.table(), pid),
+                Ok(None) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                     // No children at all: only our own spawn can change that
                     // (orphans are re-parented to us only from our children).
@@ -297,38 +341,41 @@ impl Children {
             }
         }
     }
+}
 
-    fn reap_orphan(&self, pid: Pid) {
-        let mut table = self.table();
-        let horizon = table.next_serial;
-        loop {
-            match table.exited(pid, horizon) {
-                Exited::Running => {
-                    // Its run reaps it; then waitid shows us the next one.
-                    let _table = self
-                        .changed
-                        .wait_while(table, |t| t.exited(pid, horizon) == Exited::Running)
-                        .unwrap_or_else(|e| e.into_inner());
-                    return;
-                }
-                Exited::Unknown {
-                    wait_for_spawns: true,
-                } => {
-                    table = self.changed.wait(table).unwrap_or_else(|e| e.into_inner());
-                }
-                Exited::Abandoned(id) => {
-                    table.forget(id);
-                    break;
-                }
-                Exited::Unknown {
-                    wait_for_spawns: false,
-                } => break,
-            }
+/// Under the table lock: if `pid` has exited, kills what it left in its
+/// process group (the zombie pins the group ID), reaps it and records its
+/// status for the child that held it. Only a lock holder reaps, so the
+/// check and the reap see the same process.
+fn reap_exited(table: &mut MutexGuard<'_, Table>, pid: Pid) {
+    if !has_exited(pid) {
+        return;
+    }
+    let horizon = table.next_serial;
+    let whose = table.exited(pid, horizon);
+    if matches!(whose, Exited::Running | Exited::Abandoned(_)) {
+        // Leftovers die with the command (see the module comment).
+        kill_group(pid);
+    }
+    let mut status: WaitStatus = 0;
+    // SAFETY: plain syscall with a valid out-pointer.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+        return;
+    }
+    match whose {
+        Exited::Running | Exited::Abandoned(_) => table.record(pid, status),
+        Exited::Unknown {
+            wait_for_spawns: true,
+        } => {
+            // Kept for a spawn under way that may own it. Its group is
+            // killed when that spawn claims it: a group with live members
+            // keeps its ID, so the kill cannot reach another group unless
+            // the pid went round all pids in between.
+            table.early.push((pid, status, horizon));
         }
-        let mut status: WaitStatus = 0;
-        // SAFETY: plain syscall with a valid out-pointer. Under the table
-        // lock, so no run can register a reused pid meanwhile.
-        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        Exited::Unknown {
+            wait_for_spawns: false,
+        } => {} // an orphan
     }
 }
 
@@ -360,18 +407,20 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// Blocks until some child has exited and returns its pid, leaving it a
-/// zombie (`WNOWAIT`) so the caller decides who reaps it.
-fn peek_exited_child() -> io::Result<Pid> {
+/// The pid of some child that has exited, left a zombie (`WNOWAIT`) so the
+/// caller decides who reaps it; `block`: wait for one, else None if none.
+fn peek_exited_child(block: bool) -> io::Result<Option<Pid>> {
     // SAFETY: siginfo_t is plain data; waitid fills it in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
     // SAFETY: valid out-pointer; P_ALL ignores the id.
-    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
     if rc == -1 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: waitid succeeded with WEXITED, so si_pid is set.
-    Ok(unsafe { info.si_pid() })
+    // SAFETY: waitid succeeded; si_pid is 0 when nothing has exited.
+    let pid = unsafe { info.si_pid() };
+    Ok((pid != 0).then_some(pid))
 }
 
 fn kill_group(pgid: Pid) {
@@ -516,22 +565,36 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_pid_is_a_new_child() {
+    fn a_reused_pid_gets_each_run_its_own_status() {
         let mut table = Table::default();
         let first = register(&mut table, 100);
         assert_eq!(table.exited(100, table.next_serial), Exited::Running);
-        // Its run reaped it; the pid comes back for another spawn.
-        table.forget(first);
+        table.record(100, 1);
+        // Reaped: pid 100 is free, and a new run gets it before the first
+        // run took its status.
         let second = register(&mut table, 100);
         assert_ne!(first, second);
-        table.forget(first);
-        assert_eq!(
-            table.exited(100, table.next_serial),
-            Exited::Running,
-            "{second:?} stays"
-        );
-        table.forget(second);
+        assert_eq!(table.exited(100, table.next_serial), Exited::Running);
+        table.record(100, 2);
+        assert_eq!(table.take(second), Some(2));
+        assert_eq!(table.take(first), Some(1));
+        assert_eq!(table.take(first), None, "taken once");
         assert!(table.entries.is_empty());
+    }
+
+    #[test]
+    fn a_status_is_not_taken_before_it_arrives() {
+        let mut table = Table::default();
+        let id = register(&mut table, 7);
+        assert_eq!(table.take(id), None);
+        table.record(7, 0);
+        assert_eq!(
+            table.exited(7, table.next_serial),
+            Exited::Unknown {
+                wait_for_spawns: false
+            }
+        );
+        assert_eq!(table.take(id), Some(0));
     }
 
     #[test]
@@ -539,15 +602,14 @@ mod tests {
         let mut table = Table::default();
         let id = register(&mut table, 42);
         table.abandon(id);
-        assert_eq!(table.abandoned().collect::<Vec<_>>(), [id]);
         assert_eq!(table.exited(42, table.next_serial), Exited::Abandoned(id));
-        table.forget(id);
-        assert!(table.entries.is_empty());
+        table.record(42, 9);
+        assert!(table.entries.is_empty(), "nobody takes it: forgotten");
         // A new child on the same pid is a running one, not abandoned.
         let next = register(&mut table, 42);
         assert_eq!(table.exited(42, table.next_serial), Exited::Running);
-        assert_eq!(table.abandoned().count(), 0);
-        table.forget(next);
+        table.record(42, 0);
+        assert_eq!(table.take(next), Some(0));
     }
 
     #[test]
@@ -573,6 +635,34 @@ mod tests {
         table.end_spawn(later, Some(5));
         assert_eq!(table.exited(5, horizon), Exited::Running);
         assert_eq!(table.registered, 1);
+    }
+
+    #[test]
+    fn an_exit_reaped_before_its_spawn_registered_is_claimed() {
+        let mut table = Table::default();
+        let mine = table.begin_spawn().unwrap();
+        let other = table.begin_spawn().unwrap();
+        // A sweep reaps pid 9 while both spawns are under way.
+        assert_eq!(
+            table.exited(9, table.next_serial),
+            Exited::Unknown {
+                wait_for_spawns: true
+            }
+        );
+        table.early.push((9, 3, table.next_serial));
+        assert!(table.reaped_early(9));
+        let id = table.end_spawn(mine, Some(9)).unwrap();
+        assert_eq!(table.take(id), Some(3));
+        assert!(table.early.is_empty());
+        // An early exit no spawn claims was an orphan: dropped once the
+        // spawns that may have owned it are done.
+        table.early.push((11, 0, table.next_serial));
+        let late = table.begin_spawn().unwrap();
+        table.end_spawn(other, Some(12));
+        assert!(
+            table.early.is_empty(),
+            "only {late} is under way, begun after"
+        );
     }
 
     #[test]

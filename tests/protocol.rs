@@ -138,7 +138,7 @@ fn targets_are_percent_decoded_before_routing() {
     let server = Server::start(&["--cmd=true", "--url=/é", "--cmd=true", "--url=/a%b"]);
     server.wait_status("/%C3%A9", 200);
     assert_eq!(server.get("/%c3%a9").status, 200);
-    assert_eq!(server.get("/a%25b").status, 200);
+    server.wait_status("/a%25b", 200);
     assert_eq!(server.get("/a%b").status, 400);
     assert_eq!(server.get("/%68ealthz").status, 404);
     assert_eq!(server.get("/%zz").status, 400);

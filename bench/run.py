@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 
 
@@ -113,6 +115,74 @@ def bench_cpu_per_run(binary, seconds):
     runs = runs1 - runs0
     figure("probe runs measured (period 10ms)", runs)
     figure("server CPU per probe run", f"{(cpu1 - cpu0) / runs * 1000:.3f}", "ms")
+
+
+def bench_scrape_cost(binary, probes=100, scrapes=50):
+    """Server CPU per /metrics scrape with 100 probes keeping 1 MiB each."""
+    args = ["--quiet", "--period=1h", "--max-output=1MiB"]
+    for i in range(probes):
+        args += ["--cmd=head -c 1048576 /dev/zero", f"--url=/p{i}"]
+    proc, port = start(binary, args)
+    try:
+        for i in range(probes):
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/p{i}", timeout=5):
+                        break
+                except urllib.error.HTTPError:
+                    time.sleep(0.05)
+        rss0 = status_kb(proc.pid, "VmRSS")
+        cpu0 = cpu_seconds(proc.pid)
+        for _ in range(scrapes):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                r.read()
+        cpu1 = cpu_seconds(proc.pid)
+        peak = status_kb(proc.pid, "VmHWM")
+    finally:
+        proc.kill()
+        proc.wait()
+    figure(f"server CPU per /metrics scrape, {probes} probes keeping 1 MiB each",
+           f"{(cpu1 - cpu0) / scrapes * 1000:.3f}", "ms")
+    figure(f"RSS before {scrapes} scrapes; peak after", f"{rss0} kB; {peak}", "kB")
+
+
+def bench_many_probes(binary, probes=300, seconds=5):
+    """300 probes of `true`: when all have run, zombies at most, runs spread."""
+    for period in ["10ms", "100ms"]:
+        args = ["--quiet", f"--period={period}", "--latency=5s"]
+        for i in range(probes):
+            args += ["--cmd=true", f"--url=/p{i}"]
+        t0 = time.monotonic()
+        proc, port = start(binary, args)
+        all_run = None
+        most_zombies = 0
+        try:
+            while time.monotonic() - t0 < seconds:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                runs = [float(v) for v in re.findall(r"exechealthz_probe_runs_total\{[^}]*\} (\S+)", text)]
+                if all_run is None and len(runs) == probes and min(runs) >= 1:
+                    all_run = time.monotonic() - t0
+                zombies = 0
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open(f"/proc/{pid}/stat") as f:
+                            fields = f.read().rsplit(")", 1)[1].split()
+                    except (OSError, IndexError):
+                        continue
+                    if fields[0] == "Z" and int(fields[1]) == proc.pid:
+                        zombies += 1
+                most_zombies = max(most_zombies, zombies)
+                time.sleep(0.1)
+        finally:
+            proc.kill()
+            proc.wait()
+        shown = "never" if all_run is None else f"{all_run:.2f} s"
+        figure(f"{probes} probes at {period}: every probe has run after", shown)
+        figure(f"{probes} probes at {period}: most zombies at one sample", most_zombies)
+        figure(f"{probes} probes at {period}: runs per probe, least and most",
+               f"{min(runs):.0f} and {max(runs):.0f}")
 
 
 def bench_sigterm(binary, repeats=20):
@@ -256,6 +326,8 @@ def main():
     bench_binary_size(args.binary)
     bench_idle_rss(args.binary)
     bench_cpu_per_run(args.binary, args.seconds)
+    bench_scrape_cost(args.binary)
+    bench_many_probes(args.binary)
     if args.bare:
         bench_http(args.binary, args.bare, int(args.seconds))
     bench_idle_connections(args.binary)

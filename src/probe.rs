@@ -43,6 +43,7 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         spec: &probe.spec,
         schedule,
         children,
+        stdin: None,
     };
     // The first run starts now, not one period from now.
     let mut next_start = Instant::now();
@@ -108,6 +109,10 @@ struct Runner<'a> {
     spec: &'a ProbeSpec,
     schedule: Schedule,
     children: &'a Children,
+    /// Every command's stdin: a pipe whose write end is closed, so reads
+    /// see end of file. Not /dev/null: a bare root (chroot, some scratch
+    /// setups) has none. Made once per probe; each run gets a copy.
+    stdin: Option<PipeReader>,
 }
 
 /// Output kept from a run, and how much more was thrown away.
@@ -146,11 +151,12 @@ impl Runner<'_> {
 
     /// Spawns the command (by default `/bin/sh -c CMD`); returns its pid
     /// and the read end of its output.
-    fn start(&self, program: &str, args: &[String]) -> io::Result<(Child, PipeReader)> {
+    fn start(&mut self, program: &str, args: &[String]) -> io::Result<(Child, PipeReader)> {
         let (reader, writer) = io::pipe()?;
-        // stdin: a pipe whose write end is closed, so reads see end of file.
-        // Not /dev/null: a bare root (chroot, some scratch setups) has none.
-        let (stdin, _) = io::pipe()?;
+        let stdin = match &self.stdin {
+            Some(stdin) => stdin.try_clone()?,
+            None => self.stdin.insert(io::pipe()?.0).try_clone()?,
+        };
         let mut command = Command::new(program);
         command
             .args(args)

@@ -39,6 +39,10 @@ pub enum Check {
     },
 }
 
+/// Schemes of the built-in checks; a `--cmd` that begins with one of these
+/// (or `https://`) is a check, or an error, never a shell command.
+const SCHEMES: [&str; 5] = ["tcp", "http", "https", "file", "dns"];
+
 /// `Ok(None)` when `cmd` is not a URL (it is a command); an error for a
 /// URL we cannot run.
 pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
@@ -52,14 +56,25 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !is_scheme || cmd.contains(char::is_whitespace) {
+    if !is_scheme {
+        return Ok(None);
+    }
+    let builtin = SCHEMES.contains(&scheme.to_ascii_lowercase().as_str());
+    if cmd.contains(char::is_whitespace) {
+        if builtin {
+            return Err(format!(
+                "{}: a built-in check is one URL, with no spaces \
+                 (percent-encode them, or write a command that does not begin with {scheme}://)",
+                crate::json::string(cmd)
+            ));
+        }
         return Ok(None);
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let check = match scheme {
+    let check = match scheme.to_ascii_lowercase().as_str() {
         "tcp" => {
             let (host, port) = host_port(authority, None)?;
             Check::Tcp { host, port }
@@ -72,6 +87,11 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
                 port,
                 path: path.to_string(),
             }
+        }
+        "https" => {
+            return Err(format!(
+                "{cmd}: TLS is not built in; use http://, or a command such as curl"
+            ));
         }
         "file" => {
             if !authority.is_empty() || path.is_empty() {
@@ -105,6 +125,29 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         }
     };
     Ok(Some(check))
+}
+
+impl Check {
+    /// Which check, for messages: `http check of http://a:80/healthz`.
+    pub fn name(&self) -> String {
+        let host = |host: &str| {
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            }
+        };
+        match self {
+            Check::Tcp { host: h, port } => format!("tcp check of {}:{port}", host(h)),
+            Check::Http {
+                host: h,
+                port,
+                path,
+            } => format!("http check of http://{}:{port}{path}", host(h)),
+            Check::File { path } => format!("file check of {}", path.display()),
+            Check::Dns { name, .. } => format!("dns check of {name}"),
+        }
+    }
 }
 
 /// `HOST:PORT`, `[V6]:PORT`; `default` when the port may be left out.
@@ -148,7 +191,13 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
     };
     match result {
         Ok(said) => (Outcome::Exited(0), said.into_bytes()),
-        Err(Failure::TimedOut) => (Outcome::TimedOut(timeout), Vec::new()),
+        Err(Failure::TimedOut) => (
+            Outcome::CheckTimedOut {
+                check: check.name(),
+                after: timeout,
+            },
+            Vec::new(),
+        ),
         Err(Failure::Error(why)) => (Outcome::CheckFailed(why), Vec::new()),
         Err(Failure::Answered { said, why }) => (Outcome::CheckFailed(why), said.into_bytes()),
     }

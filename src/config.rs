@@ -29,7 +29,8 @@ pub struct Config {
     pub port: u16,
     pub period: Duration,
     pub latency: Duration,
-    pub timeout: Duration,
+    /// `--timeout`; unset, commands get `latency` and checks `CHECK_TIMEOUT`.
+    pub timeout: Option<Duration>,
     pub max_output: usize,
     pub failure_threshold: u32,
     pub success_threshold: u32,
@@ -45,6 +46,34 @@ pub struct Config {
 pub const DEFAULT_CMD: &str = "echo healthz";
 pub const DEFAULT_URL: &str = "/healthz";
 pub const DEFAULT_MAX_OUTPUT: usize = 32 * 1024;
+/// A built-in check's timeout unless `--timeout` is given: the kubelet's
+/// default probe timeout.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Config {
+    /// How long one run of `spec` may take.
+    pub fn timeout_for(&self, spec: &ProbeSpec) -> Duration {
+        match (&spec.action, self.timeout) {
+            (_, Some(timeout)) => timeout,
+            (Action::Check(_), None) => CHECK_TIMEOUT,
+            (Action::Exec { .. }, None) => self.latency,
+        }
+    }
+
+    /// What is accepted but probably wrong, for the log at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.latency < self.period {
+            warnings.push(format!(
+                "--latency {} is shorter than --period {}: results will be too old \
+                 between runs, and the probe URLs will flap (accepted, as the Go original did)",
+                duration::format(self.latency),
+                duration::format(self.period)
+            ));
+        }
+        warnings
+    }
+}
 
 struct Flag {
     name: &'static str,
@@ -106,7 +135,8 @@ Flags may be written -name value, -name=value, --name value or --name=value.
   --address IP             address to bind (default [::], dual-stack; 0.0.0.0 without IPv6)
   --period DURATION        how often each command runs (default 2s)
   --latency DURATION       a result older than this is answered with 503 (default 30s)
-  --timeout DURATION       a run longer than this is killed and fails (default: --latency)
+  --timeout DURATION       a run longer than this is killed and fails
+                           (default: --latency for commands, 1s for built-in checks)
   --max-output BYTES       output kept per run; the rest is discarded (default 32KiB)
   --failure-threshold N    consecutive failures before a probe fails (default 1)
   --success-threshold N    consecutive successes before a probe passes (default 1)
@@ -120,7 +150,7 @@ Flags may be written -name value, -name=value, --name value or --name=value.
   --version                print the version and exit
   -h, --help               print this help and exit
 
-Durations use Go syntax: 300ms, 1.5s, 1m30s, 2h, 10us, 0.
+Durations use Go syntax: 300ms, 1.5s, 1m30s, 2h, 10us (greater than 0).
 ";
 
 /// Reads the arguments after the program name.
@@ -144,7 +174,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         last(&mut args, "--period", parse_positive_duration)?.unwrap_or(Duration::from_secs(2));
     let latency =
         last(&mut args, "--latency", parse_positive_duration)?.unwrap_or(Duration::from_secs(30));
-    let timeout = last(&mut args, "--timeout", parse_positive_duration)?.unwrap_or(latency);
+    let timeout = last(&mut args, "--timeout", parse_positive_duration)?;
     let max_output = last(&mut args, "--max-output", parse_bytes)?.unwrap_or(DEFAULT_MAX_OUTPUT);
     let failure_threshold = last(&mut args, "--failure-threshold", parse_threshold)?.unwrap_or(1);
     let success_threshold = last(&mut args, "--success-threshold", parse_threshold)?.unwrap_or(1);
@@ -227,16 +257,20 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             Some((name, value)) => (name, Some(value)),
             None => (body, None),
         };
+        // Messages name the flag as it was written: -cmd or --cmd.
+        let dashes = &arg[..arg.len() - body.len()];
+        let written = format!("{dashes}{name}");
         let name = if name == "h" { "help" } else { name };
         let flag = FLAGS
             .iter()
             .find(|flag| flag.name == name)
-            .ok_or_else(|| format!("unknown flag -{name}"))?;
+            .ok_or_else(|| format!("unknown flag {written}"))?;
         if flag.boolean {
             let on = match inline_value {
                 None => true,
-                Some(text) => parse_go_bool(text)
-                    .ok_or_else(|| format!("invalid boolean {} for -{name}", json::string(text)))?,
+                Some(text) => parse_go_bool(text).ok_or_else(|| {
+                    format!("invalid boolean {} for {written}", json::string(text))
+                })?,
             };
             booleans.retain(|(seen, _)| *seen != flag.name);
             booleans.push((flag.name, on));
@@ -246,18 +280,18 @@ fn go_flags_to_canonical(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             Some(value) => value.to_string(),
             None => args
                 .next()
-                .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                .ok_or_else(|| format!("flag needs an argument: {written}"))?
                 .into_string()
                 .map_err(|arg| {
                     format!(
-                        "value {} for -{name} is not valid UTF-8",
+                        "value {} for {written} is not valid UTF-8",
                         json::string(&arg.to_string_lossy())
                     )
                 })?,
         };
         if looks_like_our_flag(&value) {
             // Go would take it as the value; in a pod spec it is a missing one.
-            return Err(format!("flag -{name} needs a value, got flag {value}"));
+            return Err(format!("flag {written} needs a value, got flag {value}"));
         }
         canonical.push(format!("--{name}").into());
         canonical.push(value.into());
@@ -517,13 +551,34 @@ mod tests {
     }
 
     #[test]
+    fn checks_time_out_after_a_second_unless_told() {
+        let config = run(&["--cmd=tcp://a:1", "--url=/a", "--cmd=true", "--url=/b"]).unwrap();
+        assert_eq!(config.timeout_for(&config.probes[0]), CHECK_TIMEOUT);
+        assert_eq!(config.timeout_for(&config.probes[1]), config.latency);
+        let told = run(&["--cmd=tcp://a:1", "--timeout=3s"]).unwrap();
+        assert_eq!(told.timeout_for(&told.probes[0]), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_latency_shorter_than_the_period_is_warned_of() {
+        assert!(run(&[]).unwrap().warnings().is_empty());
+        let warned = run(&["--period=10s", "--latency=5s"]).unwrap().warnings();
+        assert_eq!(warned.len(), 1);
+        assert!(
+            warned[0].contains("--latency 5s is shorter than --period 10s"),
+            "{warned:?}"
+        );
+    }
+
+    #[test]
     fn defaults_match_the_original() {
         let config = run(&[]).unwrap();
         assert_eq!(probes(&config), [("/healthz", "echo healthz")]);
         assert_eq!(config.port, 8080);
         assert_eq!(config.period, Duration::from_secs(2));
         assert_eq!(config.latency, Duration::from_secs(30));
-        assert_eq!(config.timeout, config.latency);
+        assert_eq!(config.timeout, None);
+        assert_eq!(config.timeout_for(&config.probes[0]), config.latency);
         assert_eq!(config.max_output, DEFAULT_MAX_OUTPUT);
         assert!(!config.quiet && !config.output && !config.enable_quit && !config.json_logs);
         assert_eq!(config.address, None);

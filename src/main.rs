@@ -102,11 +102,6 @@ fn run(config: Config) -> Result<(), String> {
         latency: config.latency,
         output: config.output,
     };
-    let schedule = probe::Schedule {
-        period: config.period,
-        timeout: config.timeout,
-        max_output: config.max_output,
-    };
 
     // From here on every way out kills the commands' groups first.
     let panicking = Arc::clone(&children);
@@ -115,9 +110,7 @@ fn run(config: Config) -> Result<(), String> {
         panicking.kill_all_now();
         log::flush(process::EXIT_FLUSH);
     }));
-    let Err(e) = start(
-        config, listener, signals, probes, &children, policy, schedule,
-    );
+    let Err(e) = start(config, listener, signals, probes, &children, policy);
     error!("{e}");
     children.kill_all_and_exit(1)
 }
@@ -130,8 +123,10 @@ fn start(
     probes: Arc<Vec<Probe>>,
     children: &Arc<Children>,
     policy: Policy,
-    schedule: probe::Schedule,
 ) -> Result<std::convert::Infallible, String> {
+    for warning in config.warnings() {
+        error!("warning: {warning}");
+    }
     if std::process::id() == 1 {
         // Orphans are re-parented to PID 1: ours to reap (see `process`).
         let reaper_children = Arc::clone(children);
@@ -162,12 +157,17 @@ fn start(
     );
 
     for (i, spec) in config.probes.iter().enumerate() {
+        let schedule = probe::Schedule {
+            period: config.period,
+            timeout: config.timeout_for(spec),
+            max_output: config.max_output,
+        };
         info!(
             "probe {}: running {} every {} (timeout {})",
             spec.url,
             json::string(&spec.cmd),
             duration::format(config.period),
-            duration::format(config.timeout)
+            duration::format(schedule.timeout)
         );
         let probes = Arc::clone(&probes);
         let children = Arc::clone(children);

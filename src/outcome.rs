@@ -20,11 +20,21 @@ pub enum Outcome {
     SpawnFailed(String),
     /// A built-in check (`check`) failed, and why.
     CheckFailed(String),
+    /// A built-in check did not finish within its timeout.
+    CheckTimedOut {
+        check: String,
+        after: Duration,
+    },
 }
 
 impl Outcome {
     pub fn passed(&self) -> bool {
         *self == Outcome::Exited(0)
+    }
+
+    /// Whether the run ran out of time (a command or a check).
+    pub fn timed_out(&self) -> bool {
+        matches!(self, Outcome::TimedOut(_) | Outcome::CheckTimedOut { .. })
     }
 
     /// The error in Go's words (`exit status 2`, `signal: killed`), or `None`.
@@ -46,6 +56,10 @@ impl Outcome {
             )),
             Outcome::SpawnFailed(why) => Some(format!("failed to start: {why}")),
             Outcome::CheckFailed(why) => Some(why.clone()),
+            Outcome::CheckTimedOut { check, after } => Some(format!(
+                "{check} timed out after {}",
+                duration::format(*after)
+            )),
         }
     }
 }
@@ -100,7 +114,7 @@ impl Outcome {
             Outcome::Exited(code) => i64::from(*code),
             Outcome::Signaled { signal, .. } => 128 + i64::from(*signal),
             Outcome::CheckFailed(_) => 1,
-            Outcome::TimedOut(_) | Outcome::SpawnFailed(_) => -1,
+            Outcome::TimedOut(_) | Outcome::CheckTimedOut { .. } | Outcome::SpawnFailed(_) => -1,
         }
     }
 }

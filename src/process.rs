@@ -245,11 +245,17 @@ impl Children {
     /// yet); it is then forgotten. Never blocks.
     pub fn try_reap(&self, child: &Child) -> Option<WaitStatus> {
         let mut table = self.table();
-        if let Some(status) = table.take(child.id) {
-            return Some(status);
+        let mut status = table.take(child.id);
+        if status.is_none() {
+            reap_exited(&mut table, child.id.pid);
+            status = table.take(child.id);
         }
-        reap_exited(&mut table, child.id.pid);
-        table.take(child.id)
+        drop(table);
+        if status.is_some() {
+            // Awake anyway: reap what else has exited meanwhile.
+            self.sweep();
+        }
+        status
     }
 
     /// Reaps every probe command that has exited (recording its status

@@ -154,7 +154,7 @@ impl Probe {
         state.running_since = None;
         state.stale_reported = false;
         state.runs += 1;
-        if let Outcome::TimedOut(_) = run.outcome {
+        if run.outcome.timed_out() {
             state.timeouts += 1;
         }
         if run.outcome.passed() {

@@ -124,8 +124,48 @@ fn http_check_times_out_on_a_silent_peer() {
         "--timeout=200ms",
         "--period=10ms",
     ]);
-    failing(&server, "error timed out after 200ms");
+    let answer = failing(
+        &server,
+        &format!("error http check of http://127.0.0.1:{port}/ timed out after 200ms"),
+    );
+    assert!(
+        !answer.text().contains("process group"),
+        "{}",
+        answer.text()
+    );
     drop(listener);
+}
+
+#[test]
+fn checks_time_out_after_a_second_by_default() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server::start(&[&format!("--cmd=http://127.0.0.1:{port}/"), "--period=10ms"]);
+    let line = server.wait_log(|l| l.contains("probe /healthz: running"));
+    assert!(line.ends_with("(timeout 1s)"), "{line}");
+    failing(
+        &server,
+        &format!("error http check of http://127.0.0.1:{port}/ timed out after 1s"),
+    );
+    drop(listener);
+}
+
+#[test]
+fn a_cmd_with_a_builtin_scheme_must_be_a_check() {
+    for (cmd, says) in [
+        ("http://localhost/a b", "no spaces"),
+        ("tcp://localhost", "missing :PORT"),
+        ("https://localhost/healthz", "TLS is not built in"),
+        ("HTTP://x:notaport/", "bad port"),
+    ] {
+        let output = run_to_end(&[&format!("--cmd={cmd}")]);
+        assert_eq!(output.status.code(), Some(2), "{cmd}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--cmd number 1") && stderr.contains(says),
+            "{cmd}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -205,7 +245,7 @@ fn dns_check_times_out_on_a_silent_server() {
         "--timeout=200ms",
         "--period=10ms",
     ]);
-    failing(&server, "error timed out after 200ms");
+    failing(&server, "error dns check of ok.test timed out after 200ms");
 }
 
 #[test]

@@ -53,7 +53,10 @@ fn bad_numbers_and_addresses() {
 
 #[test]
 fn bad_flag_syntax() {
-    assert_rejected(&["--nosuch=1"], "unknown flag -nosuch");
+    assert_rejected(&["--nosuch=1"], "unknown flag --nosuch");
+    assert_rejected(&["-bogus"], "unknown flag -bogus");
+    assert_rejected(&["--bogus"], "unknown flag --bogus");
+    assert_rejected(&["--cmd"], "flag needs an argument: --cmd");
     assert_rejected(&["-cmd"], "flag needs an argument: -cmd");
     assert_rejected(&["--cmd", "--url=/x"], "-cmd");
     assert_rejected(&["ls", "/tmp"], "unexpected argument \"ls\"");

@@ -59,13 +59,9 @@ pub fn render(
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let labels = |probe: &Probe| {
-        format!(
-            "{{url=\"{}\",cmd=\"{}\"}}",
-            escape_label(&probe.spec.url),
-            escape_label(&probe.spec.cmd)
-        )
-    };
+    // Probes are named by their URL: command text may carry secrets and
+    // has no bound on its length, so it is never a label.
+    let labels = |probe: &Probe| format!("{{probe=\"{}\"}}", escape_label(&probe.spec.url));
     family(
         "exechealthz_probe_up",
         "gauge",
@@ -148,7 +144,120 @@ pub fn render(
         "Log lines dropped because stderr was not taking them.",
         &mut std::iter::once((String::new(), crate::log::dropped().to_string())),
     );
+    family(
+        "exechealthz_build_info",
+        "gauge",
+        "The version of exechealthz serving; always 1.",
+        &mut std::iter::once((
+            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            "1".to_string(),
+        )),
+    );
+    // What every Prometheus client library exports by default, with the
+    // same names and meaning (read from /proc; left out where unreadable).
+    let process = process_metrics();
+    for (name, kind, help, value) in process {
+        family(
+            name,
+            kind,
+            help,
+            &mut std::iter::once((String::new(), value)),
+        );
+    }
     out
+}
+
+/// The standard `process_*` metrics of this process, from /proc.
+fn process_metrics() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let mut metrics = Vec::new();
+    // SAFETY: plain queries with no pointers.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which may hold spaces: `state` is 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+        if ticks > 0 {
+            metrics.push((
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                decimal(utime + stime, ticks as u64),
+            ));
+        }
+    }
+    if let Some(start) = field(22) {
+        if let (Some(boot), true) = (boot_time(), ticks > 0) {
+            metrics.push((
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                decimal(boot * ticks as u64 + start, ticks as u64),
+            ));
+        }
+    }
+    if let Some(vsize) = field(23) {
+        metrics.push((
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            vsize.to_string(),
+        ));
+    }
+    if let Some(rss) = field(24) {
+        metrics.push((
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            (rss * page.max(0) as u64).to_string(),
+        ));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metrics.push((
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            // One of them is this listing's own.
+            fds.count().saturating_sub(1).to_string(),
+        ));
+    }
+    // SAFETY: plain syscall with a valid out-pointer.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        metrics.push((
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            limit.rlim_cur.to_string(),
+        ));
+    }
+    metrics
+}
+
+/// Boot time in seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `value / unit` as an exact decimal (no float formatting code).
+fn decimal(value: u64, unit: u64) -> String {
+    let digits = unit.to_string().len() - 1;
+    format!(
+        "{}.{:0digits$}",
+        value / unit,
+        (value % unit) * 10u64.pow(digits as u32) / unit
+    )
 }
 
 fn epoch_seconds(time: SystemTime) -> String {

@@ -52,6 +52,18 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         if next_start > now {
             std::thread::sleep(next_start - now);
         }
+        // The Go original's line before every run.
+        log::event(
+            Level::Info,
+            format_args!(
+                "Worker running {} to serve {}",
+                probe.spec.cmd, probe.spec.url
+            ),
+            &[
+                ("url", Value::Str(&probe.spec.url)),
+                ("cmd", Value::Str(&probe.spec.cmd)),
+            ],
+        );
         let started = Instant::now();
         probe.run_started(started);
         let run = runner.run_once(started);

@@ -183,9 +183,11 @@ impl Probe {
     pub fn answer(&self, now: Instant, policy: &Policy) -> Answer {
         let state = self.state();
         let url = &self.spec.url;
+        // Go's `http.Error`, which wrote the original's 503s, ends the
+        // message with a line break.
         let unavailable = |message: String| Answer {
             status: 503,
-            body: message.into_bytes(),
+            body: format!("{message}\n").into_bytes(),
         };
         match state.verdict {
             Verdict::Pending => {

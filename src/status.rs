@@ -52,6 +52,18 @@ pub fn render(probes: &[Probe], policy: &Policy, query: &str) -> Rendered {
     Rendered { status, body, json }
 }
 
+/// `?verbose` on a probe's URL: its `[+]`/`[-]` line in the apiserver's
+/// style, then the summary; 200 when it passes, 503 otherwise.
+pub fn render_probe(probe: &Probe, policy: &Policy) -> Rendered {
+    let snapshot = probe.snapshot(Instant::now(), policy, 0);
+    let passes = snapshot.passes;
+    Rendered {
+        status: if passes { 200 } else { 503 },
+        body: render_text(&[(probe, snapshot)], &[], passes),
+        json: false,
+    }
+}
+
 fn render_text(included: &[(&Probe, Snapshot)], unknown: &[&String], all_pass: bool) -> String {
     let mut out = String::new();
     for (probe, snapshot) in included {
@@ -89,7 +101,6 @@ fn render_json(included: &[(&Probe, Snapshot)], all_pass: bool) -> String {
         };
         let mut fields = vec![
             ("url", json::string(&probe.spec.url)),
-            ("cmd", json::string(&probe.spec.cmd)),
             ("state", json::string(state)),
             ("passes", s.passes.to_string()),
             (

@@ -20,7 +20,7 @@ fn shell_none_runs_words_directly() {
     assert!(
         failing(&server, "Result of last exec")
             .text()
-            .ends_with("error exit status 3")
+            .ends_with("error exit status 3\n")
     );
     let quoted = Server::start(&[
         "--shell",
@@ -45,7 +45,7 @@ fn shell_flag_chooses_the_shell() {
     assert!(
         failing(&server, "Result of last exec")
             .text()
-            .ends_with(", error exit status 1")
+            .ends_with(", error exit status 1\n")
     );
 }
 
@@ -109,7 +109,7 @@ fn http_check_passes_on_200_to_399() {
         "{text}"
     );
     assert!(
-        text.ends_with("error HTTP status 500 (want 200-399)"),
+        text.ends_with("error HTTP status 500 (want 200-399)\n"),
         "{text}"
     );
 }
@@ -258,7 +258,10 @@ fn checks_show_in_metrics_and_status_like_commands() {
         "{status}"
     );
     let metrics = server.get("/metrics").text();
-    assert!(metrics.contains("exechealthz_probe_last_exit_code{url=\"/healthz\",cmd=\"file:///nonexistent-exechealthz\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("exechealthz_probe_last_exit_code{probe=\"/healthz\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -116,3 +116,22 @@ fn help_and_version_exit_zero() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("exechealthz "));
 }
+
+#[test]
+fn help_shows_only_values_that_are_accepted() {
+    let help = run_to_end(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(!text.contains("10us, 0."), "{text}");
+    // Every duration the help shows as an example is accepted.
+    let examples = text
+        .split("Durations use Go syntax: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap();
+    for example in examples.split(", ") {
+        // --shell is read after --period: its error shows --period passed.
+        let output = run_to_end(&[&format!("--period={example}"), "--shell="]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--shell"), "{example}: {stderr}");
+    }
+}

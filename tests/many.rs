@@ -33,7 +33,13 @@ fn runs_by_probe(server: &Server) -> Vec<(String, f64)> {
         .lines()
         .filter(|l| l.starts_with("exechealthz_probe_runs_total{"))
         .map(|l| {
-            let url = l.split("url=\"").nth(1).unwrap().split('"').next().unwrap();
+            let url = l
+                .split("probe=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
             (
                 url.to_string(),
                 l.rsplit(' ').next().unwrap().parse().unwrap(),

@@ -47,6 +47,7 @@ fn samples(text: &str) -> Option<Vec<(String, String, f64)>> {
     Some(
         parsed
             .lines()
+            .filter(|line| !line.starts_with("#\t"))
             .map(|line| {
                 let mut parts = line.split('\t');
                 let name = parts.next().unwrap().to_string();
@@ -66,9 +67,20 @@ fn value(samples: &[(String, String, f64)], name: &str, label_part: &str) -> f64
         .2
 }
 
-/// JSON string literal, as Python's json.dumps writes it for ASCII.
-fn json_str(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+/// (name, type, help) of each family of a /metrics page, as parsed.
+fn families(text: &str) -> Option<Vec<(String, String, String)>> {
+    let parsed = python("prom.py", text)?;
+    Some(
+        parsed
+            .lines()
+            .filter_map(|line| line.strip_prefix("#\t"))
+            .map(|line| {
+                let mut parts = line.splitn(3, '\t');
+                let mut next = || parts.next().unwrap_or("").to_string();
+                (next(), next(), next())
+            })
+            .collect(),
+    )
 }
 
 const QUOTES_CMD: &str = r#"echo "a\"b" 'c\d' >/dev/null"#;
@@ -101,8 +113,8 @@ fn metrics_parse_and_match_probe_states() {
     let Some(s) = samples(&response.text()) else {
         return;
     };
-    let ok = "\"url\":\"/ok\"";
-    let bad = "\"url\":\"/bad\"";
+    let ok = "\"probe\":\"/ok\"";
+    let bad = "\"probe\":\"/bad\"";
     assert_eq!(value(&s, "exechealthz_probe_up", ok), 1.0);
     assert_eq!(value(&s, "exechealthz_probe_up", bad), 0.0);
     assert_eq!(value(&s, "exechealthz_probe_last_exit_code", bad), 3.0);
@@ -126,9 +138,10 @@ fn metrics_parse_and_match_probe_states() {
     assert!((now - last_run).abs() < 60.0, "{last_run} vs {now}");
     let start = value(&s, "exechealthz_process_start_time_seconds", "{}");
     assert!(start <= now && now - start < 120.0);
-    // The parser unescaped the label to exactly our command.
-    let quotes = format!("\"cmd\":{}", json_str(QUOTES_CMD));
-    assert_eq!(value(&s, "exechealthz_probe_up", &quotes), 1.0);
+    assert_eq!(
+        value(&s, "exechealthz_probe_up", "\"probe\":\"/quotes\""),
+        1.0
+    );
     // Our own requests so far: several 200s and 503s while waiting.
     assert!(value(&s, "exechealthz_http_requests_total", "\"code\":\"200\"") >= 3.0);
     assert!(value(&s, "exechealthz_http_requests_total", "\"code\":\"503\"") >= 1.0);
@@ -207,7 +220,6 @@ fn status_as_json() {
     assert!(probes[1][4].parse::<u64>().unwrap() >= 1);
     let fields = probes[0][5];
     for field in [
-        "cmd",
         "consecutive_failures",
         "consecutive_successes",
         "failures",
@@ -230,6 +242,7 @@ fn status_as_json() {
             "no {field} in {fields}"
         );
     }
+    assert!(!fields.split(',').any(|f| f == "cmd"), "{fields}");
     assert!(
         response.text().contains("\"last_output\":\"broken\\n\""),
         "{}",
@@ -345,4 +358,90 @@ fn reports_copy_no_kept_output() {
         after < before + 10 * 1024,
         "peak RSS grew from {before} kB to {after} kB over 75 reports"
     );
+}
+
+#[test]
+fn standard_process_metrics_and_build_info() {
+    let server = Server::start(&["--period=10ms"]);
+    server.wait_status("/healthz", 200);
+    let text = server.get("/metrics").text();
+    let (Some(s), Some(families)) = (samples(&text), families(&text)) else {
+        return;
+    };
+    let version = format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(value(&s, "exechealthz_build_info", &version), 1.0);
+    let rss = value(&s, "process_resident_memory_bytes", "{}");
+    let pid_rss = proc_status(server.pid(), "VmRSS") as f64 * 1024.0;
+    assert!(
+        rss > 0.0 && (rss - pid_rss).abs() < pid_rss,
+        "{rss} vs {pid_rss}"
+    );
+    assert!(value(&s, "process_virtual_memory_bytes", "{}") >= rss);
+    let fds = value(&s, "process_open_fds", "{}");
+    assert!((3.0..100.0).contains(&fds), "{fds}");
+    assert!(value(&s, "process_max_fds", "{}") >= fds);
+    assert!(value(&s, "process_cpu_seconds_total", "{}") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = value(&s, "process_start_time_seconds", "{}");
+    assert!(
+        start <= now + 1.0 && now - start < 120.0,
+        "{start} vs {now}"
+    );
+    for (name, kind) in [
+        ("exechealthz_build_info", "gauge"),
+        ("process_cpu_seconds", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        let family = families.iter().find(|(n, _, _)| n == name);
+        let Some((_, parsed_kind, help)) = family else {
+            panic!("no family {name} in {families:#?}");
+        };
+        assert_eq!(parsed_kind, kind, "{name}");
+        assert!(!help.is_empty(), "{name} has no HELP");
+    }
+}
+
+#[test]
+fn command_text_is_never_served() {
+    let secret = "SECRET-TOKEN-3141";
+    let server = Server::start(&[
+        &format!("--cmd=true # {secret}"),
+        "--url=/ok",
+        &format!("--cmd=exit 3 # {secret}"),
+        "--url=/bad",
+        "--period=10ms",
+    ]);
+    server.wait_status("/ok", 200);
+    server.wait_for("/bad", |r| r.text().contains("exit status 3"));
+    for path in [
+        "/",
+        "/ok",
+        "/bad",
+        "/ok?verbose",
+        "/bad?verbose=1",
+        "/status",
+        "/status?format=json",
+        "/metrics",
+        "/nope",
+    ] {
+        let response = server.get(path);
+        assert!(
+            !response.text().contains(secret),
+            "{path}: {}",
+            response.text()
+        );
+        assert!(
+            response.headers.iter().all(|(_, v)| !v.contains(secret)),
+            "{path}: {response:?}"
+        );
+    }
+    // It may be logged.
+    server.wait_log(|l| l.contains(secret));
 }

@@ -98,7 +98,7 @@ fn missing_binary_is_a_failed_result() {
     let failed = server.wait_for("/healthz", |r| r.text().contains("Result of last exec"));
     assert!(failed.text().contains("not found"), "{}", failed.text());
     assert!(
-        failed.text().ends_with("error exit status 127"),
+        failed.text().ends_with("error exit status 127\n"),
         "{}",
         failed.text()
     );
@@ -110,7 +110,7 @@ fn command_killed_by_a_signal_is_reported_in_gos_words() {
     let server = Server::start(&["--cmd=kill -9 $$", "--period=20ms"]);
     let failed = server.wait_for("/healthz", |r| r.text().contains("Result of last exec"));
     assert!(
-        failed.text().ends_with("error signal: killed"),
+        failed.text().ends_with("error signal: killed\n"),
         "{}",
         failed.text()
     );

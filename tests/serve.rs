@@ -21,7 +21,7 @@ fn readme_example_single_command() {
         "{body}"
     );
     assert!(body.contains("No such file or directory\n, at "), "{body}");
-    assert!(body.ends_with(", error exit status 2"), "{body}");
+    assert!(body.ends_with(", error exit status 2\n"), "{body}");
     assert!(body.contains(" +0000 UTC"), "{body}");
 
     std::fs::write(&test_file, "").unwrap();
@@ -203,12 +203,89 @@ fn unknown_paths_are_404() {
 fn query_strings_do_not_change_the_route() {
     let server = Server::start(&["--period=10ms"]);
     server.wait_status("/healthz", 200);
-    assert_eq!(server.get("/healthz?verbose=1").status, 200);
+    assert_eq!(server.get("/healthz?x=1").text(), "ok");
+}
+
+#[test]
+fn verbose_answers_in_the_apiservers_style() {
+    let server = Server::start(&[
+        "--cmd=true",
+        "--url=/a",
+        "--cmd=exit 4",
+        "--url=/b",
+        "--period=10ms",
+    ]);
+    server.wait_status("/a", 200);
+    server.wait_for("/b", |r| r.text().contains("exit status 4"));
+    let passing = server.get("/a?verbose");
+    assert_eq!(passing.status, 200);
+    assert_eq!(passing.text(), "[+]/a ok\nhealthz check passed\n");
+    let failing = server.get("/b?verbose=true");
+    assert_eq!(failing.status, 503);
+    assert_eq!(
+        failing.text(),
+        "[-]/b failed: exit status 4\nhealthz check failed\n"
+    );
+}
+
+#[test]
+fn unavailable_bodies_end_with_a_newline_as_gos_http_error() {
+    let server = Server::start(&["--cmd=echo out; exit 2", "--period=10ms"]);
+    let failing = server.wait_for("/healthz", |r| r.text().contains("exit status 2"));
+    assert_eq!(failing.status, 503);
+    assert!(
+        failing.text().ends_with(", error exit status 2\n"),
+        "{}",
+        failing.text()
+    );
+    let ok = Server::start(&["--period=10ms"]);
+    assert_eq!(
+        ok.wait_status("/healthz", 200).text(),
+        "ok",
+        "no newline on 200"
+    );
+}
+
+#[test]
+fn logs_a_line_per_run_and_per_request_as_the_original() {
+    let server = Server::start(&["--cmd=true", "--period=1h"]);
+    server.wait_log(|l| l.ends_with(" Worker running true to serve /healthz"));
+    let mut stream = std::net::TcpStream::connect(server.address).unwrap();
+    let port = stream.local_addr().unwrap().port();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut answer).unwrap();
+    server.wait_log(|l| {
+        l.ends_with(&format!(
+            " Client ip 127.0.0.1:{port} requesting /healthz probe servicing cmd true"
+        ))
+    });
+    // Neither with --quiet.
+    let quiet = Server::start(&["--cmd=true", "--period=10ms", "--quiet"]);
+    quiet.wait_status("/healthz", 200);
+    assert!(
+        quiet
+            .logs()
+            .iter()
+            .all(|l| !l.contains("Worker running") && !l.contains("Client ip")),
+        "{:#?}",
+        quiet.logs()
+    );
+}
+
+#[test]
+fn a_latency_shorter_than_the_period_is_warned_of() {
+    let server = Server::start(&["--period=10s", "--latency=5s"]);
+    server.wait_log(|l| l.contains("warning: --latency 5s is shorter than --period 10s"));
 }
 
 #[test]
 fn index_lists_probes_and_endpoints() {
-    let server = Server::start(&["--cmd=true", "--url=/a", "--cmd=echo <b>", "--url=/b"]);
+    let server = Server::start(&["--cmd=true", "--url=/a", "--cmd=echo <b>", "--url=/<b>"]);
     let index = server.get("/");
     assert_eq!(index.status, 200);
     assert_eq!(
@@ -217,13 +294,10 @@ fn index_lists_probes_and_endpoints() {
     );
     let page = index.text();
     assert!(
-        page.contains("href=\"/a\"") && page.contains("href=\"/b\""),
-        "{page}"
+        page.contains("href=\"/a\"") && page.contains("href=\"/&lt;b&gt;\""),
+        "URLs are listed, escaped: {page}"
     );
-    assert!(
-        page.contains("echo &lt;b&gt;"),
-        "commands are escaped: {page}"
-    );
+    assert!(!page.contains("echo"), "commands are not served: {page}");
     assert!(!page.contains("/quit"), "no /quit unless enabled: {page}");
 }
 
@@ -265,7 +339,7 @@ fn stale_result_is_503_and_the_watchdog_logs_it() {
         "{}",
         stale.text()
     );
-    assert!(stale.text().ends_with("error None."), "{}", stale.text());
+    assert!(stale.text().ends_with("error None.\n"), "{}", stale.text());
     let line = server.wait_log(|l| l.contains("no result for"));
     assert!(
         line.contains("probe /healthz") && line.contains("--latency 300ms"),

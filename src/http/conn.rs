@@ -13,7 +13,7 @@
 //! answer is written at a time.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::head::{self, Head, Reject, Scan};
@@ -102,6 +102,8 @@ enum Phase {
 
 pub struct Conn<S> {
     stream: S,
+    /// The client's address, for the request log.
+    peer: SocketAddr,
     input: Vec<u8>,
     scan: Scan,
     phase: Phase,
@@ -131,9 +133,10 @@ enum Flushed {
 }
 
 impl<S: Stream> Conn<S> {
-    pub fn new(stream: S, now: Instant, timeouts: Timeouts) -> Conn<S> {
+    pub fn new(stream: S, peer: SocketAddr, now: Instant, timeouts: Timeouts) -> Conn<S> {
         Conn {
             stream,
+            peer,
             input: Vec::new(),
             scan: Scan::default(),
             phase: Phase::Head { started: false },
@@ -151,6 +154,10 @@ impl<S: Stream> Conn<S> {
 
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     pub fn deadline(&self) -> Instant {
@@ -486,7 +493,7 @@ mod tests {
                 ..Script::default()
             };
             Harness {
-                conn: Conn::new(script, start, TIMEOUTS),
+                conn: Conn::new(script, "127.0.0.1:1".parse().unwrap(), start, TIMEOUTS),
                 start,
                 scratch: vec![0; 64],
             }

@@ -9,7 +9,7 @@
 //! Running out of descriptors pauses this loop's accepting; nothing dies.
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -189,9 +189,9 @@ impl Front {
     fn accept_some(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     end_spell(now);
-                    self.add(stream, now);
+                    self.add(stream, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -233,7 +233,7 @@ impl Front {
         self.epoll.try_clone().ok()
     }
 
-    fn add(&mut self, stream: TcpStream, now: Instant) {
+    fn add(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -255,7 +255,10 @@ impl Front {
             self.free.push(index);
             return;
         }
-        self.conns[index] = Some(Conn::new(stream, now, self.timeouts));
+        // Clients from IPv4 reach the dual-stack socket as mapped
+        // addresses: logged as the IPv4 address they are.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        self.conns[index] = Some(Conn::new(stream, peer, now, self.timeouts));
     }
 
     fn ready(&mut self, index: usize, flags: u32, now: Instant) {
@@ -267,7 +270,8 @@ impl Front {
             return;
         };
         let shared = &*self.shared;
-        let mut respond = |ask: super::conn::Ask| routes::answer(shared, ask);
+        let peer = conn.peer();
+        let mut respond = |ask: super::conn::Ask| routes::answer(shared, ask, peer);
         let mut ctx = Ctx {
             now,
             timeouts: self.timeouts,
@@ -316,7 +320,6 @@ impl Front {
             }
         }
         let shared = Arc::clone(&self.shared);
-        let mut respond = |ask: super::conn::Ask| routes::answer(&shared, ask);
         for index in 0..self.conns.len() {
             let Some(conn) = self.conns[index].as_mut() else {
                 continue;
@@ -324,6 +327,8 @@ impl Front {
             if now < conn.deadline() {
                 continue;
             }
+            let peer = conn.peer();
+            let mut respond = |ask: super::conn::Ask| routes::answer(&shared, ask, peer);
             let mut ctx = Ctx {
                 now,
                 timeouts: self.timeouts,

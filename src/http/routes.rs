@@ -7,6 +7,7 @@
 //! It reads results and counts answers; it never blocks, runs commands or
 //! touches a socket. Nothing from a command's output is placed in a header.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tiny_http::{HTTPVersion, Header, Response};
@@ -14,6 +15,7 @@ use tiny_http::{HTTPVersion, Header, Response};
 use super::Shared;
 use super::conn::{Answer, Ask};
 use super::head::{Head, Method, Reject, Target};
+use crate::log::{self, Level, Value};
 use crate::{info, metrics, status};
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -62,10 +64,10 @@ fn find(shared: &Shared, path: &[u8]) -> Option<Resource> {
     }
 }
 
-/// The answer to what the connection asks.
-pub fn answer(shared: &Shared, ask: Ask) -> Answer {
+/// The answer to what the connection from `peer` asks.
+pub fn answer(shared: &Shared, ask: Ask, peer: SocketAddr) -> Answer {
     match ask {
-        Ask::Request(head) => request(shared, head),
+        Ask::Request(head) => request(shared, head, peer),
         Ask::Refuse(reject) => refusal(shared, reject),
     }
 }
@@ -87,7 +89,7 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> R
     }
 }
 
-fn request(shared: &Shared, head: &Head) -> Answer {
+fn request(shared: &Shared, head: &Head, peer: SocketAddr) -> Answer {
     let (path, query) = match &head.target {
         Target::Server => {
             // OPTIONS *: what the server as a whole supports.
@@ -116,7 +118,28 @@ fn request(shared: &Shared, head: &Head) -> Answer {
         refused.allow = Some(resource.allow());
         return finish(shared, head, refused, false);
     }
+    if let Resource::Probe(i) = resource {
+        // The Go original's line for every request to a probe URL.
+        let spec = &shared.probes[i].spec;
+        let client = peer.to_string();
+        log::event(
+            Level::Info,
+            format_args!(
+                "Client ip {client} requesting {} probe servicing cmd {}",
+                spec.url, spec.cmd
+            ),
+            &[
+                ("client", Value::Str(&client)),
+                ("url", Value::Str(&spec.url)),
+                ("cmd", Value::Str(&spec.cmd)),
+            ],
+        );
+    }
     let reply = match resource {
+        Resource::Probe(i) if verbose(query) => {
+            let rendered = status::render_probe(&shared.probes[i], &shared.policy);
+            reply(rendered.status, TEXT, rendered.body)
+        }
         Resource::Probe(i) => {
             let answer = shared.probes[i].answer(Instant::now(), &shared.policy);
             reply(answer.status, TEXT, answer.body)
@@ -147,11 +170,19 @@ fn request(shared: &Shared, head: &Head) -> Answer {
         }
         Resource::Index => reply(200, HTML, index_page(shared)),
         Resource::Quit => {
-            info!("/quit requested; stopping probes and exiting");
+            info!("Shutdown requested via /quit by {peer}; stopping probes and exiting");
             return finish(shared, head, reply(200, TEXT, "bye\n"), true);
         }
     };
     finish(shared, head, reply, false)
+}
+
+/// `?verbose` (any value), as the apiserver's health endpoints take it.
+fn verbose(query: &str) -> bool {
+    !query.is_empty()
+        && status::query_pairs(query)
+            .iter()
+            .any(|(k, _)| k == "verbose")
 }
 
 fn options(allow: &'static str) -> Reply {
@@ -244,12 +275,10 @@ fn index_page(shared: &Shared) -> String {
         "<!DOCTYPE html>\n<html><head><title>exechealthz</title></head><body>\n\
          <h1>exechealthz</h1>\n<h2>Probes</h2>\n<ul>\n",
     );
+    // Probes by URL only: command text may carry secrets.
     for probe in shared.probes.iter() {
         let url = escape_html(&probe.spec.url);
-        page.push_str(&format!(
-            "<li><a href=\"{url}\">{url}</a>: <code>{}</code></li>\n",
-            escape_html(&probe.spec.cmd)
-        ));
+        page.push_str(&format!("<li><a href=\"{url}\">{url}</a></li>\n"));
     }
     page.push_str(
         "</ul>\n<h2>Server</h2>\n<ul>\n<li><a href=\"/\">/</a>: this page</li>\n\

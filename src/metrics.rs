@@ -184,25 +184,21 @@ fn process_metrics() -> Vec<(&'static str, &'static str, &'static str, String)> 
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        if ticks > 0 {
-            metrics.push((
-                "process_cpu_seconds_total",
-                "counter",
-                "Total user and system CPU time spent in seconds.",
-                decimal(utime + stime, ticks as u64),
-            ));
-        }
+    if let (Some(utime), Some(stime), true) = (field(14), field(15), ticks > 0) {
+        metrics.push((
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            decimal(utime + stime, ticks as u64),
+        ));
     }
-    if let Some(start) = field(22) {
-        if let (Some(boot), true) = (boot_time(), ticks > 0) {
-            metrics.push((
-                "process_start_time_seconds",
-                "gauge",
-                "Start time of the process since unix epoch in seconds.",
-                decimal(boot * ticks as u64 + start, ticks as u64),
-            ));
-        }
+    if let (Some(start), Some(boot), true) = (field(22), boot_time(), ticks > 0) {
+        metrics.push((
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            decimal(boot * ticks as u64 + start, ticks as u64),
+        ));
     }
     if let Some(vsize) = field(23) {
         metrics.push((

@@ -114,6 +114,199 @@ fn http_check_passes_on_200_to_399() {
     );
 }
 
+/// An HTTP peer answering each path with canned bytes (`None`: the status
+/// line, then silence); records the request heads it got. Its port.
+fn scripted_peer(
+    routes: Vec<(&'static str, Option<Vec<u8>>)>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heads = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            heads.lock().unwrap().push(head);
+            let answer = routes
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, a)| a.clone());
+            match answer {
+                Some(Some(bytes)) => {
+                    let _ = stream.write_all(&bytes);
+                }
+                Some(None) => {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+                    // Silence, on a thread of its own, until the test ends.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                        drop(stream);
+                    });
+                }
+                None => {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    (port, seen)
+}
+
+fn answer(head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = head.replace('\n', "\r\n").into_bytes();
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(body);
+    Some(bytes)
+}
+
+#[test]
+fn http_check_follows_redirects_and_reads_responses_as_the_kubelet() {
+    let big = vec![b'x'; 1 << 20];
+    let (port, seen) = scripted_peer(vec![
+        (
+            "/302-to-500",
+            answer(
+                "HTTP/1.1 302 Found\nLocation: /500\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        (
+            "/500",
+            answer(
+                "HTTP/1.1 500 Internal Server Error\nContent-Length: 4\n",
+                b"down",
+            ),
+        ),
+        (
+            "/301-to-404",
+            answer(
+                "HTTP/1.1 301 Moved\nLocation: /missing\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        (
+            "/loop",
+            answer(
+                "HTTP/1.1 302 Found\nLocation: /loop\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        (
+            "/elsewhere",
+            answer(
+                "HTTP/1.1 302 Found\nLocation: http://other.invalid/x\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        (
+            "/relative",
+            answer(
+                "HTTP/1.1 307 Temporary Redirect\nLocation: ok\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        ("/ok", answer("HTTP/1.1 200 OK\nContent-Length: 2\n", b"ok")),
+        (
+            "/early-hints",
+            answer(
+                "HTTP/1.1 103 Early Hints\nLink: </a.css>\n\nHTTP/1.1 200 OK\nContent-Length: 2\n",
+                b"ok",
+            ),
+        ),
+        ("/silent", None),
+        (
+            "/malformed",
+            answer(
+                "HTTP/1.1 200 OK\nBad Header Name: x\nContent-Length: 0\n",
+                b"",
+            ),
+        ),
+        (
+            "/big",
+            answer(
+                &format!("HTTP/1.1 200 OK\nContent-Length: {}\n", big.len()),
+                &big,
+            ),
+        ),
+        (
+            "/chunked",
+            answer(
+                "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                b"2\r\nok\r\n0\r\n\r\n",
+            ),
+        ),
+        (
+            "/cut",
+            answer("HTTP/1.1 200 OK\nContent-Length: 100\n", b"only ten b"),
+        ),
+        (
+            "/cut-chunked",
+            answer(
+                "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                b"10\r\nshort",
+            ),
+        ),
+    ]);
+    let url = |path: &str| format!("--cmd=http://127.0.0.1:{port}{path}");
+    let mut args = vec!["--period=20ms".to_string(), "--timeout=500ms".to_string()];
+    let cases = [
+        ("/302-to-500", Some("HTTP status 500")),
+        ("/301-to-404", Some("HTTP status 404")),
+        ("/loop", Some("stopped after 10 redirects")),
+        ("/elsewhere", None),
+        ("/relative", None),
+        ("/early-hints", None),
+        ("/silent", Some("timed out after 500ms")),
+        ("/malformed", Some("malformed response")),
+        ("/big", None),
+        ("/chunked", None),
+        ("/cut", Some("cut short after 10 of 100 bytes")),
+        ("/cut-chunked", Some("cut short")),
+    ];
+    for (i, (path, _)) in cases.iter().enumerate() {
+        args.push(url(path));
+        args.push(format!("--url=/c{i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    for (i, (path, failure)) in cases.iter().enumerate() {
+        let probe = format!("/c{i}");
+        match failure {
+            None => {
+                server.wait_status(&probe, 200);
+            }
+            Some(why) => {
+                let answer = server.wait_for(&probe, |r| {
+                    r.status == 503 && r.text().contains("Result of last exec")
+                });
+                assert!(answer.text().contains(why), "{path}: {}", answer.text());
+            }
+        }
+    }
+    server.wait_log(|l| {
+        l.contains("redirected to another host (http://other.invalid/x); not followed")
+    });
+    let heads = seen.lock().unwrap().clone();
+    let first = heads
+        .iter()
+        .find(|h| h.starts_with("GET /ok "))
+        .expect("a request for /ok");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        first.contains(&format!("\r\nUser-Agent: exechealthz/{version}\r\n")),
+        "{first}"
+    );
+    assert!(first.contains("\r\nAccept: */*\r\n"), "{first}");
+}
+
 #[test]
 fn http_check_times_out_on_a_silent_peer() {
     // Accepts connections (the kernel does) and never answers.

@@ -264,6 +264,18 @@ fn logs_a_line_per_run_and_per_request_as_the_original() {
             " Client ip 127.0.0.1:{port} requesting /healthz probe servicing cmd true"
         ))
     });
+    // In JSON logs, the same events with their fields.
+    let json = Server::start(&["--cmd=true", "--period=1h", "--log-format=json"]);
+    let line = json.wait_log(|l| l.contains("Worker running true to serve /healthz"));
+    assert!(
+        line.starts_with('{')
+            && line.contains("\"url\":\"/healthz\"")
+            && line.contains("\"cmd\":\"true\""),
+        "{line}"
+    );
+    assert_eq!(json.get("/healthz").status, 200);
+    let line = json.wait_log(|l| l.contains("requesting /healthz probe"));
+    assert!(line.contains("\"client\":\"127.0.0.1:"), "{line}");
     // Neither with --quiet.
     let quiet = Server::start(&["--cmd=true", "--period=10ms", "--quiet"]);
     quiet.wait_status("/healthz", 200);

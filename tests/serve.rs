@@ -273,7 +273,7 @@ fn logs_a_line_per_run_and_per_request_as_the_original() {
             && line.contains("\"cmd\":\"true\""),
         "{line}"
     );
-    assert_eq!(json.get("/healthz").status, 200);
+    json.wait_status("/healthz", 200);
     let line = json.wait_log(|l| l.contains("requesting /healthz probe"));
     assert!(line.contains("\"client\":\"127.0.0.1:"), "{line}");
     // Neither with --quiet.

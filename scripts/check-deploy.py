@@ -34,10 +34,15 @@ def main():
         for c in containers(doc):
             if "exechealthz" not in c["image"]:
                 continue
-            # --period=1h: start, listen, and run each command once at most.
-            args = c.get("args", []) + ["--port=0", "--period=1h"]
+            # --period=1h: start, listen, and run each command once at most
+            # (--latency as long, so that no warning comes first).
+            args = c.get("args", []) + ["--port=0", "--period=1h", "--latency=1h"]
             proc = subprocess.Popen([binary, *args], stderr=subprocess.PIPE, text=True)
-            line = proc.stderr.readline()
+            line = ""
+            for _ in range(20):
+                line = proc.stderr.readline()
+                if not line or "listening on" in line:
+                    break
             proc.terminate()
             proc.wait()
             ok = "listening on" in line

@@ -6,7 +6,9 @@
 #   REGISTRY  where images go (default gcr.io/google_containers)
 #   PREFIX    a whole image name instead of REGISTRY/exechealthz-ARCH
 #   CONTAINER_TOOL  docker, podman or buildah (default: detected)
-#   CROSS     cross (default: used when installed with a working engine)
+#   CROSS     1: build with `cross` in its container images (default: the
+#             pinned zig toolchain that scripts/build-static.sh installs)
+#   SOURCE    the project's public URL, for the image's source label (default: none)
 
 CARGO    ?= cargo
 ARCH     ?= amd64
@@ -15,7 +17,9 @@ TAG      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REGISTRY ?= gcr.io/google_containers
 IMAGE    := $(if $(PREFIX),$(PREFIX),$(REGISTRY)/exechealthz-$(ARCH))
 LEGACY_IMAGE := $(REGISTRY)/exechealthz
-SOURCE   ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
+SOURCE   ?=
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+MANIFEST ?= $(LEGACY_IMAGE):$(TAG)
 BIN      := target/release/exechealthz
 STATIC   := bin/$(ARCH)/exechealthz
 
@@ -36,9 +40,10 @@ CONTAINER_TOOL ?= $(shell \
 BUILDAH ?= buildah --storage-driver vfs
 
 export CROSS_CONFIG ?= cross.toml
+export CROSS
 
 .PHONY: help build server run test lint fmt bench container push push-legacy \
-	all-build all-container all-push version clean release-check
+	all-build all-container all-push manifest version clean release-check
 
 help:
 	@echo "make run          build and serve the default probe on :8080 (ARGS='--cmd ...')"
@@ -47,7 +52,20 @@ help:
 	@echo "make build        static binary for ARCH=$(ARCH) in bin/ARCH/exechealthz"
 	@echo "make container    FROM scratch image $(IMAGE):$(TAG) with $(CONTAINER_TOOL)"
 	@echo "make push         push it; push-legacy: also as $(LEGACY_IMAGE):$(TAG)"
-	@echo "make all-build, all-container, all-push: the same for $(ALL_ARCH)"
+	@echo "make all-build, all-container, # An OCI image index of the four images (buildah manifest; build them with
+# CONTAINER_TOOL=buildah first, or let this target do it).
+manifest:
+	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory container ARCH=$$arch CONTAINER_TOOL=buildah || exit 1; done
+	-$(BUILDAH) manifest rm $(MANIFEST) >/dev/null 2>&1
+	$(BUILDAH) manifest create $(MANIFEST)
+	@for arch in $(ALL_ARCH); do \
+	  $(BUILDAH) manifest add $(MANIFEST) containers-storage:$(REGISTRY)/exechealthz-$$arch:$(TAG) || exit 1; done
+	rm -rf bin/oci
+	$(BUILDAH) manifest push --all --format oci $(MANIFEST) oci:bin/oci
+	@echo "manifest: $(MANIFEST), OCI image index in bin/oci"
+
+all-push: the same for $(ALL_ARCH)"
+	@echo "make manifest     OCI image index $(MANIFEST) of the four images (buildah)"
 	@echo "make bench        build the static binary and print its figures"
 	@echo "make release-check  build every ARCH, run each (qemu), build and run the image"
 	@echo "make version      print the version ($(TAG))"
@@ -74,8 +92,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Installs nothing unless asked: INSTALL=1 installs wrk with apt-get.
 bench:
-	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null || { \
+	  if [ -n "$(INSTALL)" ]; then apt-get update -qq && apt-get install -y -qq wrk; \
+	  else echo "make bench needs wrk (Debian: apt-get install wrk, or make bench INSTALL=1)" >&2; exit 1; fi; }
 	scripts/build-static.sh amd64
 	EXAMPLE=bare scripts/build-static.sh amd64
 	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare
@@ -84,7 +105,9 @@ container: build
 	@test "$(CONTAINER_TOOL)" != none || { echo "no container tool: install docker, podman or buildah" >&2; exit 1; }
 	$(if $(filter buildah,$(CONTAINER_TOOL)),$(BUILDAH) bud --isolation chroot,$(CONTAINER_TOOL) build) \
 		--platform $(PLATFORM) -f Containerfile.scratch \
-		--build-arg BIN=$(STATIC) --build-arg VERSION=$(TAG) --build-arg SOURCE=$(SOURCE) \
+		--build-arg BIN=$(STATIC) --build-arg VERSION=$(TAG) --build-arg REVISION=$(REVISION) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		$(if $(SOURCE),--label org.opencontainers.image.source=$(SOURCE)) \
 		-t $(IMAGE):$(TAG) .
 	@echo "container: $(IMAGE):$(TAG)"
 
@@ -100,6 +123,18 @@ all-build:
 
 all-container:
 	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory container ARCH=$$arch || exit 1; done
+
+# An OCI image index of the four images (buildah manifest; build them with
+# CONTAINER_TOOL=buildah first, or let this target do it).
+manifest:
+	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory container ARCH=$$arch CONTAINER_TOOL=buildah || exit 1; done
+	-$(BUILDAH) manifest rm $(MANIFEST) >/dev/null 2>&1
+	$(BUILDAH) manifest create $(MANIFEST)
+	@for arch in $(ALL_ARCH); do \
+	  $(BUILDAH) manifest add $(MANIFEST) containers-storage:$(REGISTRY)/exechealthz-$$arch:$(TAG) || exit 1; done
+	rm -rf bin/oci
+	$(BUILDAH) manifest push --all --format oci $(MANIFEST) oci:bin/oci
+	@echo "manifest: $(MANIFEST), OCI image index in bin/oci"
 
 all-push:
 	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory push ARCH=$$arch || exit 1; done

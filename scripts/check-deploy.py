@@ -18,7 +18,7 @@ def containers(doc):
     spec = doc["spec"]
     if "template" in spec:
         spec = spec["template"]["spec"]
-    return spec["containers"]
+    return spec.get("initContainers", []) + spec["containers"]
 
 
 def main():

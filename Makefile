@@ -52,19 +52,7 @@ help:
 	@echo "make build        static binary for ARCH=$(ARCH) in bin/ARCH/exechealthz"
 	@echo "make container    FROM scratch image $(IMAGE):$(TAG) with $(CONTAINER_TOOL)"
 	@echo "make push         push it; push-legacy: also as $(LEGACY_IMAGE):$(TAG)"
-	@echo "make all-build, all-container, # An OCI image index of the four images (buildah manifest; build them with
-# CONTAINER_TOOL=buildah first, or let this target do it).
-manifest:
-	@for arch in $(ALL_ARCH); do $(MAKE) --no-print-directory container ARCH=$$arch CONTAINER_TOOL=buildah || exit 1; done
-	-$(BUILDAH) manifest rm $(MANIFEST) >/dev/null 2>&1
-	$(BUILDAH) manifest create $(MANIFEST)
-	@for arch in $(ALL_ARCH); do \
-	  $(BUILDAH) manifest add $(MANIFEST) containers-storage:$(REGISTRY)/exechealthz-$$arch:$(TAG) || exit 1; done
-	rm -rf bin/oci
-	$(BUILDAH) manifest push --all --format oci $(MANIFEST) oci:bin/oci
-	@echo "manifest: $(MANIFEST), OCI image index in bin/oci"
-
-all-push: the same for $(ALL_ARCH)"
+	@echo "make all-build, all-container, all-push: the same for $(ALL_ARCH)"
 	@echo "make manifest     OCI image index $(MANIFEST) of the four images (buildah)"
 	@echo "make bench        build the static binary and print its figures"
 	@echo "make release-check  build every ARCH, run each (qemu), build and run the image"

@@ -66,31 +66,16 @@ fn tcp_check() {
     );
 }
 
-/// An HTTP peer answering every request with `status`; returns its port.
-fn http_peer(status: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
-                head.push(byte[0]);
-            }
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    port
+/// An HTTP peer answering every request on `path` with `status`.
+fn http_peer(path: &'static str, status: &str) -> u16 {
+    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    scripted_peer(vec![(path, Some(answer.into_bytes()))]).0
 }
 
 #[test]
 fn http_check_passes_on_200_to_399() {
     for status in ["200 OK", "302 Found"] {
-        let port = http_peer(status);
+        let port = http_peer("/ready", status);
         let server = Server::start(&[
             &format!("--cmd=http://localhost:{port}/ready"),
             "--output",
@@ -101,7 +86,7 @@ fn http_check_passes_on_200_to_399() {
             format!("HTTP/1.1 {status}")
         );
     }
-    let port = http_peer("500 Internal Server Error");
+    let port = http_peer("/", "500 Internal Server Error");
     let server = Server::start(&[&format!("--cmd=http://127.0.0.1:{port}/"), "--period=10ms"]);
     let text = failing(&server, "HTTP status").text();
     assert!(

@@ -186,10 +186,15 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[test]
-fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
+/// A server whose probe logs a 4 KB failure line every 10 ms (a 64 KiB
+/// pipe fills in a moment), with its stderr read up to the listening line
+/// and no further.
+fn start_logging_heavily() -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    std::net::SocketAddr,
+) {
     use std::io::BufRead;
-    // Each run logs a 4 KB failure line: a 64 KiB pipe fills in a moment.
     let mut child = Command::new(BIN)
         .args([
             "--port=0",
@@ -211,7 +216,18 @@ fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
         );
     }
     let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (
+        child,
+        stderr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+#[test]
+fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
+    use std::io::BufRead;
+    // Each run logs a 4 KB failure line: a 64 KiB pipe fills in a moment.
+    let (mut child, mut stderr, address) = start_logging_heavily();
     // Nobody reads stderr now: lines are dropped, probing and serving go on.
     let runs = |text: &str| -> f64 {
         text.lines()
@@ -254,29 +270,7 @@ fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
 
 #[test]
 fn sigterm_ends_it_while_stderr_is_stuck() {
-    use std::io::BufRead;
-    let mut child = Command::new(BIN)
-        .args([
-            "--port=0",
-            "--period=10ms",
-            "--cmd=head -c 4000 /dev/zero | tr '\\0' x; exit 1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains(" listening on ") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no listening line"
-        );
-    }
-    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut child, stderr, address) = start_logging_heavily();
     eventually("stderr to be stuck", || {
         let text = http(address, "GET", "/metrics").text();
         (metric(&text, "exechealthz_log_lines_dropped_total")? > 0.0).then_some(())

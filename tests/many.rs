@@ -7,24 +7,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// (pid, state) of the children of `parent`, from /proc/*/stat.
-fn children_of(parent: u32) -> Vec<(u32, char)> {
-    let mut found = Vec::new();
-    for (pid, dir) in processes() {
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
-            continue;
-        };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = after.split(' ');
-        let state = fields.next().unwrap().chars().next().unwrap();
-        let ppid: u32 = fields.next().unwrap().parse().unwrap();
-        if ppid == parent {
-            found.push((pid, state));
-        }
-    }
-    found
-}
-
 /// Runs so far of each probe, from `/metrics`, by URL.
 fn runs_by_probe(server: &Server) -> Vec<(String, f64)> {
     server

@@ -236,24 +236,6 @@ fn sigterm_during_a_run_kills_the_group_and_exits_zero() {
     }
 }
 
-/// (pid, state) of the children of `parent`, from /proc/*/stat.
-fn children_of(parent: u32) -> Vec<(u32, char)> {
-    let mut found = Vec::new();
-    for (pid, dir) in processes() {
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
-            continue;
-        };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = after.split(' ');
-        let state = fields.next().unwrap().chars().next().unwrap();
-        let ppid: u32 = fields.next().unwrap().parse().unwrap();
-        if ppid == parent {
-            found.push((pid, state));
-        }
-    }
-    found
-}
-
 /// The binary as PID 1 of a new PID namespace: `server.child` is `unshare`,
 /// `inner` the binary's pid as seen from here.
 struct Pid1 {

@@ -503,7 +503,8 @@ mod tests {
             &mut self.conn.stream
         }
 
-        fn event_at(&mut self, secs: u64, readable: bool, hangup: bool) -> Next {
+        /// Calls `f` with the connection and a context at `secs` from start.
+        fn at<R>(&mut self, secs: u64, f: impl FnOnce(&mut Conn<Script>, &mut Ctx) -> R) -> R {
             let mut respond = respond;
             let mut ctx = Ctx {
                 now: self.start + Duration::from_secs(secs),
@@ -511,7 +512,11 @@ mod tests {
                 scratch: &mut self.scratch,
                 respond: &mut respond,
             };
-            self.conn.on_event(readable, hangup, &mut ctx)
+            f(&mut self.conn, &mut ctx)
+        }
+
+        fn event_at(&mut self, secs: u64, readable: bool, hangup: bool) -> Next {
+            self.at(secs, |conn, ctx| conn.on_event(readable, hangup, ctx))
         }
 
         fn event(&mut self) -> Next {
@@ -519,14 +524,7 @@ mod tests {
         }
 
         fn tick(&mut self, secs: u64) -> Next {
-            let mut respond = respond;
-            let mut ctx = Ctx {
-                now: self.start + Duration::from_secs(secs),
-                timeouts: TIMEOUTS,
-                scratch: &mut self.scratch,
-                respond: &mut respond,
-            };
-            self.conn.on_tick(&mut ctx)
+            self.at(secs, |conn, ctx| conn.on_tick(ctx))
         }
 
         fn written(&mut self) -> String {

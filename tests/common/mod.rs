@@ -362,3 +362,21 @@ pub fn run_to_end(args: &[&str]) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// (pid, state) of the children of `parent`, from /proc/*/stat.
+pub fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let mut found = Vec::new();
+    for (pid, dir) in processes() {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut fields = after.split(' ');
+        let state = fields.next().unwrap().chars().next().unwrap();
+        let ppid: u32 = fields.next().unwrap().parse().unwrap();
+        if ppid == parent {
+            found.push((pid, state));
+        }
+    }
+    found
+}

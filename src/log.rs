@@ -161,9 +161,15 @@ pub fn always(message: std::fmt::Arguments, fields: &[(&str, Value)]) {
     write_line(Level::Info, message, fields);
 }
 
+/// Whether a line of `level` is written (not hidden by `--quiet`): for
+/// callers that would otherwise build its fields for nothing.
+pub fn enabled(level: Level) -> bool {
+    level == Level::Error || !QUIET.load(Ordering::Relaxed)
+}
+
 /// Writes a line with fields for JSON logs, unless quiet hides its level.
 pub fn event(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)]) {
-    if level == Level::Error || !QUIET.load(Ordering::Relaxed) {
+    if enabled(level) {
         write_line(level, message, fields);
     }
 }

@@ -118,7 +118,7 @@ fn request(shared: &Shared, head: &Head, peer: SocketAddr) -> Answer {
         refused.allow = Some(resource.allow());
         return finish(shared, head, refused, false);
     }
-    if let Resource::Probe(i) = resource {
+    if let (Resource::Probe(i), true) = (resource, log::enabled(Level::Info)) {
         // The Go original's line for every request to a probe URL.
         let spec = &shared.probes[i].spec;
         let client = peer.to_string();

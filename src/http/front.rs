@@ -6,7 +6,8 @@
 //!
 //! It must not block: every socket is non-blocking, answers are computed
 //! from the results in microseconds, and no lock is held across I/O.
-//! Running out of descriptors pauses this loop's accepting; nothing dies.
+//! Running out of descriptors refuses new connections at once (through a
+//! descriptor kept in reserve) and serves the open ones; nothing dies.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,9 +3,11 @@
 //! can. A drop-in replacement for the Go exec-healthz sidecar.
 //!
 //! This file only wires the parts together; each module says what it does:
-//! `config` (flags), `probe` (running commands), `results` (their state),
-//! `watchdog` (staleness), `http` (serving), `process` (children, signals,
-//! PID 1), `log` and `duration` (Go's formats).
+//! `config` (flags), `spec` (what a probe is), `probe` (running commands),
+//! `check` (built-in checks), `outcome` (how a run ended), `results` (their
+//! state), `watchdog` (staleness), `status` and `metrics` (reports), `http`
+//! (serving), `process` (children, signals, PID 1), `log`, `duration` and
+//! `json` (formats), `words` (shell-like splitting).
 
 mod check;
 mod config;

@@ -239,6 +239,10 @@ impl Runner<'_> {
                 timeout = timeout.min(EXIT_POLL);
             }
             let (output_ready, exit_ready) = poll_two(output.as_ref(), exit_fd, timeout);
+            if output_ready && !exit_ready {
+                // Awake anyway: reap what other commands left exited.
+                self.children.sweep();
+            }
             let look = status.is_none() && (exit_ready || exit_fd.is_none());
             if let Some(exit) = look.then(|| self.children.try_reap(&child)).flatten() {
                 status = Some(exit);

@@ -261,12 +261,20 @@ impl Children {
     /// Reaps every probe command that has exited (recording its status
     /// for its run) and, as PID 1, orphans: each run does this before it
     /// starts its command. Stops at a pid that a spawn under way may own.
+    /// Never waits for the table: a sweep is a courtesy, and another
+    /// thread holding the lock is reaping or registering already (waiting
+    /// here made hundreds of threads queue on the lock, and starve).
     pub fn sweep(&self) {
         for _ in 0..SWEEP_MAX {
             let Some(pid) = peek_exited_child(false).ok().flatten() else {
                 return;
             };
-            reap_exited(&mut self.table(), pid);
+            let mut table = match self.table.try_lock() {
+                Ok(table) => table,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            reap_exited(&mut table, pid);
         }
     }
 

@@ -58,6 +58,7 @@ fn hundreds_of_probes_all_run_and_are_reaped() {
             assert!(!status.contains("too old"), "{period}: {status}");
             std::thread::sleep(Duration::from_millis(100));
         }
+        eprintln!("{period}: at most {most_zombies} zombies at a sample");
         assert!(
             most_zombies <= 10,
             "{period}: {most_zombies} zombies at once"

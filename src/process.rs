@@ -259,9 +259,10 @@ impl Children {
     }
 
     /// Reaps every probe command that has exited (recording its status
-    /// for its run) and, as PID 1, orphans: each run does this before it
-    /// starts its command. Stops at a pid that a spawn under way may own.
-    /// Never waits for the table: a sweep is a courtesy, and another
+    /// for its run, or keeping it for a spawn under way) and, as PID 1,
+    /// orphans: each run does this before it starts its command, after it
+    /// reaps its own, and when it wakes for output. Never waits for the
+    /// table: a sweep is a courtesy, and another
     /// thread holding the lock is reaping or registering already (waiting
     /// here made hundreds of threads queue on the lock, and starve).
     pub fn sweep(&self) {

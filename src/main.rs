@@ -89,6 +89,7 @@ fn run(config: Config) -> Result<(), String> {
     // request or an exit (see `log`).
     spawn("log", || log::write_forever())?;
     process::raise_open_files_limit();
+    process::empty_stdin().map_err(|e| format!("cannot make stdin an empty pipe: {e}"))?;
     // Signals first: a SIGTERM from here on stops us cleanly.
     let signals = process::exit_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
     let listener = http::bind(config.address, config.port).map_err(|e| {

@@ -11,7 +11,7 @@
 
 use std::io::{self, PipeReader, Read};
 use std::os::fd::AsRawFd;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::log::{self, Level, Value};
@@ -43,7 +43,6 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         spec: &probe.spec,
         schedule,
         children,
-        stdin: None,
     };
     // The first run starts now, not one period from now.
     let mut next_start = Instant::now();
@@ -121,10 +120,6 @@ struct Runner<'a> {
     spec: &'a ProbeSpec,
     schedule: Schedule,
     children: &'a Children,
-    /// Every command's stdin: a pipe whose write end is closed, so reads
-    /// see end of file. Not /dev/null: a bare root (chroot, some scratch
-    /// setups) has none. Made once per probe; each run gets a copy.
-    stdin: Option<PipeReader>,
 }
 
 /// Output kept from a run, and how much more was thrown away.
@@ -137,7 +132,7 @@ struct Capture {
 impl Runner<'_> {
     fn run_once(&mut self, started: Instant) -> Run {
         let mut capture = Capture::default();
-        self.children.sweep();
+        self.children.sweep(false);
         let outcome = match &self.spec.action {
             Action::Exec { program, args } => match self.start(program, args) {
                 Ok((pid, output)) => self.supervise(pid, output, started, &mut capture),
@@ -165,14 +160,11 @@ impl Runner<'_> {
     /// and the read end of its output.
     fn start(&mut self, program: &str, args: &[String]) -> io::Result<(Child, PipeReader)> {
         let (reader, writer) = io::pipe()?;
-        let stdin = match &self.stdin {
-            Some(stdin) => stdin.try_clone()?,
-            None => self.stdin.insert(io::pipe()?.0).try_clone()?,
-        };
         let mut command = Command::new(program);
         command
             .args(args)
-            .stdin(stdin)
+            // Ours: an empty pipe (`process::empty_stdin`).
+            .stdin(Stdio::inherit())
             .stdout(writer.try_clone()?)
             .stderr(writer);
         let child = self
@@ -241,10 +233,13 @@ impl Runner<'_> {
             let (output_ready, exit_ready) = poll_two(output.as_ref(), exit_fd, timeout);
             if output_ready && !exit_ready {
                 // Awake anyway: reap what other commands left exited.
-                self.children.sweep();
+                self.children.sweep(status.is_none());
             }
             let look = status.is_none() && (exit_ready || exit_fd.is_none());
-            if let Some(exit) = look.then(|| self.children.try_reap(&child)).flatten() {
+            if let Some(exit) = look
+                .then(|| self.children.try_reap(&child, exit_ready))
+                .flatten()
+            {
                 status = Some(exit);
                 stop_reading_at = Some(Instant::now() + EXIT_GRACE);
             }

@@ -81,7 +81,8 @@ const SPAWN_DRAIN: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Children {
     table: Mutex<Table>,
-    /// Signalled when a spawn registers or gives up, and when a run reaps.
+    /// Signalled when a spawn registers or gives up, for whoever waits on
+    /// it (`Table::waiting`).
     changed: Condvar,
 }
 
@@ -99,6 +100,12 @@ struct Table {
     /// on a loaded machine): (pid, status, the newest spawn that may own it).
     early: Vec<(Pid, WaitStatus, u64)>,
     shutting_down: bool,
+    /// Threads waiting on `Children::changed`: spawns notify only then.
+    waiting: usize,
+    /// Children that may be waiting to be reaped: registered and not
+    /// reaped yet, plus spawns under way. A sweep with nothing to reap
+    /// makes no syscall (with one probe, no sweep has any).
+    unreaped: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,15 +136,18 @@ impl Table {
         }
         self.next_serial += 1;
         self.spawning.push(self.next_serial);
+        self.unreaped += 1;
         Ok(self.next_serial)
     }
 
     fn end_spawn(&mut self, serial: u64, pid: Option<Pid>) -> Option<ChildId> {
         self.spawning.retain(|s| *s != serial);
+        self.unreaped -= 1;
         let id = pid.map(|pid| ChildId { pid, serial });
         if let Some(id) = id {
             let early = self.early.iter().position(|(p, _, _)| *p == id.pid);
             let status = early.map(|i| self.early.swap_remove(i).1);
+            self.unreaped += usize::from(status.is_none());
             self.entries.push(Entry {
                 id,
                 status,
@@ -182,6 +192,7 @@ impl Table {
         else {
             return;
         };
+        self.unreaped -= 1;
         if self.entries[index].abandoned {
             self.entries.swap_remove(index);
         } else {
@@ -201,6 +212,15 @@ impl Table {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
             entry.abandoned = true;
         }
+    }
+
+    /// Children that may be waiting to be reaped: registered and not
+    /// reaped yet, or not registered yet. The O(n) count that `unreaped`
+    /// keeps up to date.
+    #[cfg(test)]
+    fn count_unreaped(&self) -> usize {
+        let running = self.entries.iter().filter(|e| e.status.is_none()).count();
+        running + self.spawning.len()
     }
 }
 
@@ -230,8 +250,11 @@ impl Children {
             // gone: what it left in its group goes too.
             kill_group(id.pid);
         }
+        let waiting = table.waiting > 0;
         drop(table);
-        self.changed.notify_all();
+        if waiting {
+            self.changed.notify_all();
+        }
         spawned?;
         let id = id.expect("registered");
         // Nobody else reaps a registered child, so the pid is still ours.
@@ -242,18 +265,25 @@ impl Children {
     }
 
     /// The status of `child` if it has exited (reaping it if nobody has
-    /// yet); it is then forgotten. Never blocks.
-    pub fn try_reap(&self, child: &Child) -> Option<WaitStatus> {
+    /// yet); it is then forgotten. `exited`: its pidfd said it has, so
+    /// there is no need to look. Never blocks.
+    pub fn try_reap(&self, child: &Child, exited: bool) -> Option<WaitStatus> {
         let mut table = self.table();
         let mut status = table.take(child.id);
         if status.is_none() {
-            reap_exited(&mut table, child.id.pid);
+            // Not taken, so not reaped (reaping records under this lock):
+            // the pid is still this child's.
+            if exited {
+                reap(&mut table, child.id.pid, Exited::Running, 0);
+            } else {
+                reap_exited(&mut table, child.id.pid);
+            }
             status = table.take(child.id);
         }
         drop(table);
         if status.is_some() {
             // Awake anyway: reap what else has exited meanwhile.
-            self.sweep();
+            self.sweep(false);
         }
         status
     }
@@ -265,15 +295,20 @@ impl Children {
     /// table: a sweep is a courtesy, and another
     /// thread holding the lock is reaping or registering already (waiting
     /// here made hundreds of threads queue on the lock, and starve).
-    pub fn sweep(&self) {
+    /// `own_running`: the caller's own command is running, and not what it
+    /// sweeps for. With nothing else unreaped, a sweep makes no syscall.
+    pub fn sweep(&self, own_running: bool) {
         for _ in 0..SWEEP_MAX {
-            let Some(pid) = peek_exited_child(false).ok().flatten() else {
-                return;
-            };
             let mut table = match self.table.try_lock() {
                 Ok(table) => table,
                 Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            if table.unreaped <= usize::from(own_running) {
+                return;
+            }
+            let Some(pid) = peek_exited_child(false).ok().flatten() else {
+                return;
             };
             reap_exited(&mut table, pid);
         }
@@ -299,10 +334,12 @@ impl Children {
         for entry in &table.entries {
             kill_group(entry.id.pid);
         }
+        table.waiting += 1;
         let (_table, _) = self
             .changed
             .wait_timeout_while(table, SPAWN_DRAIN, |t| !t.spawning.is_empty())
             .unwrap_or_else(|e| e.into_inner());
+        // Stays counted: nothing waits after it, and the process exits.
         crate::log::flush(EXIT_FLUSH);
         std::process::exit(code);
     }
@@ -342,11 +379,13 @@ impl Children {
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                     // No children at all: only our own spawn can change that
                     // (orphans are re-parented to us only from our children).
-                    let table = self.table();
-                    let _table = self
+                    let mut table = self.table();
+                    table.waiting += 1;
+                    let mut table = self
                         .changed
                         .wait_while(table, |t| t.registered == registered_before)
                         .unwrap_or_else(|e| e.into_inner());
+                    table.waiting -= 1;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => {
@@ -368,6 +407,12 @@ fn reap_exited(table: &mut MutexGuard<'_, Table>, pid: Pid) {
     }
     let horizon = table.next_serial;
     let whose = table.exited(pid, horizon);
+    reap(table, pid, whose, horizon);
+}
+
+/// Under the table lock: kills what the exited `pid` left in its group if
+/// it was a probe command's, reaps it and records or keeps its status.
+fn reap(table: &mut MutexGuard<'_, Table>, pid: Pid, whose: Exited, horizon: u64) {
     if matches!(whose, Exited::Running | Exited::Abandoned(_)) {
         // Leftovers die with the command (see the module comment).
         kill_group(pid);
@@ -485,6 +530,22 @@ pub fn reset_signal_state() -> io::Result<()> {
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
+    }
+    Ok(())
+}
+
+/// Makes our stdin an empty pipe (its write end closed), which every
+/// command then inherits: a command that reads stdin sees end of file at
+/// once, never our own stdin (a terminal, or a pipe nobody writes to).
+/// Not /dev/null: a bare root (chroot, some scratch setups) has none. Done
+/// once here rather than per run, which saves three syscalls a run.
+pub fn empty_stdin() -> io::Result<()> {
+    let (reader, writer) = io::pipe()?;
+    drop(writer);
+    // SAFETY: plain syscall on a descriptor we own; dup2 onto 0 closes
+    // whatever 0 was (nothing here reads it) and leaves 0 inheritable.
+    if unsafe { libc::dup2(reader.as_raw_fd(), 0) } == -1 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -681,6 +742,35 @@ mod tests {
     }
 
     #[test]
+    fn the_unreaped_count_follows_the_table() {
+        let mut table = Table::default();
+        let agree = |t: &Table| assert_eq!(t.unreaped, t.count_unreaped());
+        let a = register(&mut table, 1);
+        let b = register(&mut table, 2);
+        agree(&table);
+        assert_eq!(table.unreaped, 2);
+        table.record(1, 0);
+        agree(&table);
+        assert_eq!(table.take(a), Some(0));
+        table.abandon(b);
+        agree(&table);
+        table.record(2, 9);
+        agree(&table);
+        assert_eq!(table.unreaped, 0);
+        // An exit reaped early, then claimed: nothing left to reap.
+        let serial = table.begin_spawn().unwrap();
+        let failed = table.begin_spawn().unwrap();
+        agree(&table);
+        table.early.push((3, 0, table.next_serial));
+        let c = table.end_spawn(serial, Some(3)).unwrap();
+        table.end_spawn(failed, None);
+        agree(&table);
+        assert_eq!(table.unreaped, 0);
+        assert_eq!(table.take(c), Some(0));
+        agree(&table);
+    }
+
+    #[test]
     fn no_spawn_begins_while_shutting_down() {
         let mut table = Table {
             shutting_down: true,
@@ -697,7 +787,7 @@ mod tests {
         let child = children.spawn(&mut command).unwrap();
         assert!(child.exit_fd().is_some(), "pidfds on this kernel");
         let status = loop {
-            if let Some(status) = children.try_reap(&child) {
+            if let Some(status) = children.try_reap(&child, false) {
                 break status;
             }
             std::thread::sleep(Duration::from_millis(5));

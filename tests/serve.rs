@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -505,6 +506,10 @@ fn stdout_and_stderr_are_combined_in_order() {
 #[test]
 fn commands_read_end_of_file_on_stdin() {
     // `cat` would wait forever on an open stdin; the timeout would fail it.
-    let server = Server::start(&["--cmd=cat", "--timeout=5s", "--period=1h"]);
+    // The server's own stdin is a pipe that stays open (and empty) for the
+    // whole test: commands must not inherit it.
+    let mut command = Command::new(BIN);
+    command.args(["--cmd=cat", "--timeout=5s", "--period=1h", "--port=0"]);
+    let server = Server::start_with_stdin(command, Stdio::piped());
     assert_eq!(server.wait_status("/healthz", 200).text(), "ok");
 }

@@ -30,9 +30,14 @@ impl Server {
 
     /// Starts a prepared command whose stderr carries our log, and waits for
     /// the listening line.
-    pub fn start_command(mut command: Command) -> Server {
+    pub fn start_command(command: Command) -> Server {
+        Server::start_with_stdin(command, Stdio::null())
+    }
+
+    /// As `start_command`, with `stdin` as the server's standard input.
+    pub fn start_with_stdin(mut command: Command, stdin: Stdio) -> Server {
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -100,21 +100,49 @@ def bench_idle_rss(binary):
         proc.wait()
 
 
-def bench_cpu_per_run(binary, seconds):
-    with tempfile.TemporaryDirectory() as tmp:
-        runs_file = os.path.join(tmp, "runs")
-        proc, _ = start(binary, ["--quiet", "--period=10ms", f"--cmd=echo >> {runs_file}"])
+def cpu_per_run(proc, runs_file, seconds):
+    """(runs, CPU seconds) of `proc`'s own threads over `seconds`."""
+    try:
+        time.sleep(1)
+        runs0, cpu0 = count_lines(runs_file), cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        runs1, cpu1 = count_lines(runs_file), cpu_seconds(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    return runs1 - runs0, cpu1 - cpu0
+
+
+def build_floor():
+    """Compiles bench/floor.c (the least a runner of commands can do);
+    None without a C compiler."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(here, "..", "target", "bench-floor")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    for cc in ["cc", "gcc", "clang"]:
         try:
-            time.sleep(1)
-            runs0, cpu0 = count_lines(runs_file), cpu_seconds(proc.pid)
-            time.sleep(seconds)
-            runs1, cpu1 = count_lines(runs_file), cpu_seconds(proc.pid)
-        finally:
-            proc.kill()
-            proc.wait()
-    runs = runs1 - runs0
-    figure("probe runs measured (period 10ms)", runs)
-    figure("server CPU per probe run", f"{(cpu1 - cpu0) / runs * 1000:.3f}", "ms")
+            subprocess.run([cc, "-O2", "-o", out, os.path.join(here, "floor.c")], check=True)
+            return out
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return None
+
+
+def bench_cpu_per_run(binary, seconds):
+    """Server CPU per run at period 10ms, and in the same run the floor:
+    bench/floor.c doing only spawn, read to end of file, waitpid, sleep."""
+    floor = build_floor()
+    for _ in range(2):  # twice each, alternating: this figure drifts
+        with tempfile.TemporaryDirectory() as tmp:
+            runs_file = os.path.join(tmp, "runs")
+            proc, _ = start(binary, ["--quiet", "--period=10ms", f"--cmd=echo >> {runs_file}"])
+            runs, cpu = cpu_per_run(proc, runs_file, seconds / 2)
+            figure("server CPU per probe run (period 10ms)", f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
+            if floor:
+                proc = subprocess.Popen([floor, "10", f"echo >> {runs_file}.floor"])
+                runs, cpu = cpu_per_run(proc, runs_file + ".floor", seconds / 2)
+                figure("  floor (bench/floor.c, C posix_spawn + poll + waitpid)",
+                       f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
 
 
 def bench_scrape_cost(binary, probes=100, scrapes=50):

@@ -112,6 +112,9 @@ fn run(config: Config) -> Result<(), String> {
         error!("panic: {panic}");
         panicking.kill_all_now();
         log::flush(process::EXIT_FLUSH);
+        // What the release profile does anyway (panic = "abort"), in every
+        // build: a sidecar missing a thread must not go on serving.
+        std::process::abort();
     }));
     let Err(e) = start(config, listener, signals, probes, &children, policy);
     error!("{e}");

@@ -46,11 +46,13 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
     };
     // The first run starts now, not one period from now.
     let mut next_start = Instant::now();
-    loop {
+    for run in 0u64.. {
         let now = Instant::now();
         if next_start > now {
             std::thread::sleep(next_start - now);
         }
+        #[cfg(debug_assertions)]
+        test_panic(probe, run);
         // The Go original's line before every run.
         log::event(
             Level::Info,
@@ -72,6 +74,20 @@ pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, polic
         // A run longer than the period delays the next one, which then
         // starts at once: runs never overlap.
         next_start = started + schedule.period;
+    }
+    unreachable!("runs never run out")
+}
+
+/// Debug builds only, for the tests of the panic path (hook, groups
+/// killed, abort): `EXECHEALTHZ_TEST_PANIC_URL=URL` makes that probe's
+/// loop panic when its second run is due.
+#[cfg(debug_assertions)]
+fn test_panic(probe: &Probe, run: u64) {
+    if run == 1
+        && std::env::var_os("EXECHEALTHZ_TEST_PANIC_URL")
+            .is_some_and(|url| url.as_encoded_bytes() == probe.spec.url.as_bytes())
+    {
+        panic!("test panic in the loop of {}", probe.spec.url);
     }
 }
 

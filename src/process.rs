@@ -329,17 +329,7 @@ impl Children {
     /// Kills every running probe's process group and exits, spawns under
     /// way included (each kills its own child once it sees the exit).
     pub fn kill_all_and_exit(&self, code: i32) -> ! {
-        let mut table = self.table();
-        table.shutting_down = true;
-        for entry in &table.entries {
-            kill_group(entry.id.pid);
-        }
-        table.waiting += 1;
-        let (_table, _) = self
-            .changed
-            .wait_timeout_while(table, SPAWN_DRAIN, |t| !t.spawning.is_empty())
-            .unwrap_or_else(|e| e.into_inner());
-        // Stays counted: nothing waits after it, and the process exits.
+        self.kill_all(self.table());
         crate::log::flush(EXIT_FLUSH);
         std::process::exit(code);
     }
@@ -349,23 +339,32 @@ impl Children {
     pub fn kill_all_now(&self) {
         for _ in 0..100 {
             match self.table.try_lock() {
-                Ok(table) => {
-                    for entry in &table.entries {
-                        kill_group(entry.id.pid);
-                    }
-                    return;
-                }
+                Ok(table) => return self.kill_all(table),
                 Err(std::sync::TryLockError::Poisoned(table)) => {
-                    for entry in &table.into_inner().entries {
-                        kill_group(entry.id.pid);
-                    }
-                    return;
+                    return self.kill_all(table.into_inner());
                 }
                 Err(std::sync::TryLockError::WouldBlock) => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
         }
+    }
+
+    /// Stops spawning, kills every running probe's group, and waits (a
+    /// while) for spawns under way, which kill their own once they see it:
+    /// the other probe threads go on until the process ends, and a command
+    /// they start now must not outlive us.
+    fn kill_all(&self, mut table: MutexGuard<'_, Table>) {
+        table.shutting_down = true;
+        for entry in &table.entries {
+            kill_group(entry.id.pid);
+        }
+        table.waiting += 1;
+        let (mut table, _) = self
+            .changed
+            .wait_timeout_while(table, SPAWN_DRAIN, |t| !t.spawning.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        table.waiting -= 1;
     }
 
     /// The PID-1 reaper thread's body: handles every exit as a sweep does,

@@ -57,6 +57,30 @@ fn other_signals_are_logged_and_ignored() {
 }
 
 #[test]
+fn a_panic_kills_the_commands_groups_then_aborts() {
+    // The test binary is a debug build, where EXECHEALTHZ_TEST_PANIC_URL
+    // makes that probe's loop panic when its second run is due (1 s here).
+    let token = unique_sleep();
+    let slow = format!("sleep {token} & sleep {token}");
+    let mut command = Command::new(BIN);
+    command
+        .args(["--cmd", &slow, "--url=/slow", "--timeout=1h"])
+        .args(["--cmd=true", "--url=/boom", "--period=1s", "--port=0"])
+        .env("EXECHEALTHZ_TEST_PANIC_URL", "/boom");
+    let mut server = Server::start_command(command);
+    eventually("the slow probe's commands to run", || {
+        (processes_with(&token).len() >= 2).then_some(())
+    });
+    let status = server.wait_exit();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(6), "aborted: {status:?}");
+    server.wait_log(|l| l.contains("panic: ") && l.contains("test panic in the loop of /boom"));
+    eventually("the slow probe's group to be gone", || {
+        processes_with(&token).is_empty().then_some(())
+    });
+}
+
+#[test]
 fn a_stdout_that_cannot_be_written_is_an_error_not_a_panic() {
     for flag in ["--version", "--help"] {
         let full = std::fs::OpenOptions::new()

@@ -152,6 +152,8 @@ fn start(
         idle: config.idle_timeout,
         write: config.write_timeout,
     };
+    // Before the event loop starts accepting: it would take descriptors too.
+    process::check_descriptors(probes.len())?;
     let address = http::serve(listener, Arc::new(shared), timeouts)
         .map_err(|e| format!("cannot start the HTTP server: {}", process::spawn_error(&e)))?;
     log::always(

@@ -549,6 +549,49 @@ pub fn empty_stdin() -> io::Result<()> {
     Ok(())
 }
 
+/// Descriptors one probe run holds at most: its output pipe (2), a copy of
+/// the write end for stderr, a pidfd, and musl's posix_spawn pipe (2).
+const DESCRIPTORS_PER_PROBE: usize = 6;
+
+/// Descriptors the HTTP side needs besides its listener: its epoll set, its
+/// spare and one connection.
+const DESCRIPTORS_TO_SERVE: usize = 3;
+
+/// Checks that the descriptors `probes` probes and the HTTP side need can
+/// be opened (by opening them and closing them again), so that a limit
+/// too low to run the probes and serve is an error at start, naming the
+/// limit, rather than probes that fail and connections refused for as long
+/// as the process lives. Call before the HTTP side starts accepting.
+pub fn check_descriptors(probes: usize) -> Result<(), String> {
+    let needed = DESCRIPTORS_PER_PROBE * probes + DESCRIPTORS_TO_SERVE;
+    let mut held = Vec::with_capacity(needed);
+    for _ in 0..needed {
+        // SAFETY: plain syscall on descriptor 0, always open
+        // (`empty_stdin`); the copy is owned right below.
+        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0) };
+        if fd == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EMFILE) {
+                return Err(format!("cannot check the descriptor limit: {e}"));
+            }
+            // SAFETY: plain syscall with a valid out-pointer.
+            let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+            return Err(format!(
+                "RLIMIT_NOFILE is {}: {} more descriptors can be opened, and running \
+                 {probes} {} and serving needs {needed} ({DESCRIPTORS_PER_PROBE} a probe, \
+                 {DESCRIPTORS_TO_SERVE} to serve)",
+                limit.rlim_cur,
+                held.len(),
+                if probes == 1 { "probe" } else { "probes" }
+            ));
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        held.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    Ok(())
+}
+
 /// Raises the soft limit on open descriptors to the hard limit, as Go's
 /// runtime does: every client connection costs one. Failure is logged and
 /// left: the front survives running out anyway.

@@ -121,6 +121,38 @@ fn command_output_cannot_forge_log_lines_or_drive_a_terminal() {
     }
 }
 
+#[test]
+fn a_descriptor_limit_too_low_to_run_and_serve_is_an_error_that_names_it() {
+    let two_probes = ["--cmd=true", "--url=/a", "--cmd=true", "--url=/b"];
+    for limit in [8, 16] {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(BIN)
+            .args(two_probes)
+            .args(["--port=0", "--period=1h"]);
+        let mut server = Server::start_to_fail(command);
+        let status = server.wait_exit();
+        let line = server.wait_log(|l| l.contains(&format!("RLIMIT_NOFILE is {limit}: ")));
+        assert!(
+            line.contains("running 2 probes and serving needs 15"),
+            "{line}"
+        );
+        assert_eq!(status.code(), Some(1), "limit {limit}: {line}");
+        let logs = server.logs();
+        assert!(!logs.iter().any(|l| l.contains("listening on")), "{logs:?}");
+    }
+    // Enough for both: it serves.
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--nofile=64:64", BIN])
+        .args(two_probes)
+        .arg("--port=0");
+    let server = Server::start_command(command);
+    server.wait_status("/a", 200);
+    server.wait_status("/b", 200);
+}
+
 /// Whether `setpriv` can run the binary as user 65534 here (root, and the
 /// binary readable by everyone), for limits that root ignores.
 fn can_run_as_nobody() -> bool {

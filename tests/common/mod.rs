@@ -35,7 +35,24 @@ impl Server {
     }
 
     /// As `start_command`, with `stdin` as the server's standard input.
-    pub fn start_with_stdin(mut command: Command, stdin: Stdio) -> Server {
+    pub fn start_with_stdin(command: Command, stdin: Stdio) -> Server {
+        let mut server = Server::spawn(command, stdin);
+        let line = server.wait_log(|l| l.contains(" listening on "));
+        // `listening on [::]:PORT`, in a text or a JSON line.
+        let address = line.split(" listening on ").nth(1).unwrap();
+        let address = address.split(['"', ' ']).next().unwrap();
+        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        server.address = SocketAddr::from(([127, 0, 0, 1], port));
+        server
+    }
+
+    /// Starts a command expected to exit before it serves: its log is
+    /// collected, and nothing waits for a listening line.
+    pub fn start_to_fail(command: Command) -> Server {
+        Server::spawn(command, Stdio::null())
+    }
+
+    fn spawn(mut command: Command, stdin: Stdio) -> Server {
         let mut child = command
             .stdin(stdin)
             .stdout(Stdio::null())
@@ -52,18 +69,11 @@ impl Server {
                 sink.1.notify_all();
             }
         });
-        let mut server = Server {
+        Server {
             child,
             address: "127.0.0.1:1".parse().unwrap(),
             logs,
-        };
-        let line = server.wait_log(|l| l.contains(" listening on "));
-        // `listening on [::]:PORT`, in a text or a JSON line.
-        let address = line.split(" listening on ").nth(1).unwrap();
-        let address = address.split(['"', ' ']).next().unwrap();
-        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
-        server.address = SocketAddr::from(([127, 0, 0, 1], port));
-        server
+        }
     }
 
     pub fn pid(&self) -> u32 {

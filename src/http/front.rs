@@ -90,6 +90,8 @@ pub struct Front {
     shared: Arc<Shared>,
     timeouts: Timeouts,
     scratch: Vec<u8>,
+    /// This loop's serialized answers, for reuse (`routes::Cache`).
+    cache: routes::Cache,
     /// A descriptor held in reserve: out of descriptors, it is closed so
     /// that one pending connection can be accepted and closed at once,
     /// rather than left waiting in the backlog (or accepted in a busy loop).
@@ -116,6 +118,7 @@ impl Front {
             shared,
             timeouts,
             scratch: vec![0; READ_SIZE],
+            cache: routes::Cache::default(),
             spare: None,
         };
         front.spare = front.reserve();
@@ -272,7 +275,8 @@ impl Front {
         };
         let shared = &*self.shared;
         let peer = conn.peer();
-        let mut respond = |ask: super::conn::Ask| routes::answer(shared, ask, peer);
+        let cache = &mut self.cache;
+        let mut respond = |ask: super::conn::Ask| routes::answer(shared, cache, ask, peer);
         let mut ctx = Ctx {
             now,
             timeouts: self.timeouts,
@@ -329,7 +333,8 @@ impl Front {
                 continue;
             }
             let peer = conn.peer();
-            let mut respond = |ask: super::conn::Ask| routes::answer(&shared, ask, peer);
+            let cache = &mut self.cache;
+            let mut respond = |ask: super::conn::Ask| routes::answer(&shared, cache, ask, peer);
             let mut ctx = Ctx {
                 now,
                 timeouts: self.timeouts,

@@ -65,9 +65,9 @@ fn find(shared: &Shared, path: &[u8]) -> Option<Resource> {
 }
 
 /// The answer to what the connection from `peer` asks.
-pub fn answer(shared: &Shared, ask: Ask, peer: SocketAddr) -> Answer {
+pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) -> Answer {
     match ask {
-        Ask::Request(head) => request(shared, head, peer),
+        Ask::Request(head) => request(shared, cache, head, peer),
         Ask::Refuse(reject) => refusal(shared, reject),
     }
 }
@@ -89,7 +89,7 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> R
     }
 }
 
-fn request(shared: &Shared, head: &Head, peer: SocketAddr) -> Answer {
+fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) -> Answer {
     let (path, query) = match &head.target {
         Target::Server => {
             // OPTIONS *: what the server as a whole supports.
@@ -98,25 +98,26 @@ fn request(shared: &Shared, head: &Head, peer: SocketAddr) -> Answer {
             } else {
                 "GET, HEAD, OPTIONS"
             };
-            return finish(shared, head, options(allow), false);
+            return finish(shared, cache, head, options(allow), false);
         }
         Target::Path { path, query } => (path, query),
     };
     let Some(resource) = find(shared, path) else {
         return finish(
             shared,
+            cache,
             head,
             reply(404, TEXT, "404 page not found\n"),
             false,
         );
     };
     if head.method == Method::Options {
-        return finish(shared, head, options(resource.allow()), false);
+        return finish(shared, cache, head, options(resource.allow()), false);
     }
     if !resource.allows(head.method) {
         let mut refused = reply(405, TEXT, "405 method not allowed\n");
         refused.allow = Some(resource.allow());
-        return finish(shared, head, refused, false);
+        return finish(shared, cache, head, refused, false);
     }
     if let (Resource::Probe(i), true) = (resource, log::enabled(Level::Info)) {
         // The Go original's line for every request to a probe URL.
@@ -171,10 +172,10 @@ fn request(shared: &Shared, head: &Head, peer: SocketAddr) -> Answer {
         Resource::Index => reply(200, HTML, index_page(shared)),
         Resource::Quit => {
             info!("Shutdown requested via /quit by {peer}; stopping probes and exiting");
-            return finish(shared, head, reply(200, TEXT, "bye\n"), true);
+            return finish(shared, cache, head, reply(200, TEXT, "bye\n"), true);
         }
     };
-    finish(shared, head, reply, false)
+    finish(shared, cache, head, reply, false)
 }
 
 /// `?verbose` (any value), as the apiserver's health endpoints take it.
@@ -195,10 +196,10 @@ fn is_head(head: &Head) -> bool {
     head.method == Method::Head
 }
 
-fn finish(shared: &Shared, head: &Head, reply: Reply, quit: bool) -> Answer {
+fn finish(shared: &Shared, cache: &mut Cache, head: &Head, reply: Reply, quit: bool) -> Answer {
     shared.requests.count(reply.status);
     Answer {
-        bytes: serialize(&reply, head.http11, head.keep_alive && !quit, is_head(head)),
+        bytes: cache.serialize(&reply, head.http11, head.keep_alive && !quit, is_head(head)),
         quit,
     }
 }
@@ -212,6 +213,89 @@ fn refusal(shared: &Shared, reject: Reject) -> Answer {
         bytes: serialize(&reply(reject.status, TEXT, body), true, false, false),
         quit: false,
     }
+}
+
+/// Serialized answers kept for reuse. `serialize` is a pure function of the
+/// reply, the framing and the current second (tiny_http's `Date`), and a
+/// probe URL is asked the same thing over and over: a kubelet every period,
+/// a load test 100,000 times a second. Building and serializing a tiny_http
+/// `Response` was most of the user CPU of an answer (perf); a hit is one
+/// copy. One cache per event loop, so no lock; small bodies only, so a
+/// lookup compares a few bytes and `/status` output is never kept.
+#[derive(Default)]
+pub struct Cache {
+    entries: Vec<Cached>,
+    /// The entry the next insert replaces once all are taken.
+    next: usize,
+}
+
+struct Cached {
+    /// The Unix second the bytes were made in (their `Date`).
+    second: u64,
+    status: u16,
+    content_type: &'static str,
+    allow: Option<&'static str>,
+    body: Vec<u8>,
+    framing: (bool, bool, bool),
+    bytes: Vec<u8>,
+}
+
+const CACHE_ENTRIES: usize = 8;
+const CACHE_BODY_MAX: usize = 512;
+
+impl Cache {
+    /// The response's bytes, as tiny_http writes them, reused when the
+    /// same reply was serialized with the same framing this second.
+    fn serialize(
+        &mut self,
+        reply: &Reply,
+        http11: bool,
+        keep_alive: bool,
+        head_request: bool,
+    ) -> Vec<u8> {
+        if reply.body.len() > CACHE_BODY_MAX {
+            return serialize(reply, http11, keep_alive, head_request);
+        }
+        let framing = (http11, keep_alive, head_request);
+        let second = unix_second();
+        if let Some(hit) = self.entries.iter().find(|e| {
+            e.second == second
+                && e.status == reply.status
+                && e.content_type == reply.content_type
+                && e.allow == reply.allow
+                && e.framing == framing
+                && e.body == reply.body
+        }) {
+            return hit.bytes.clone();
+        }
+        let bytes = serialize(reply, http11, keep_alive, head_request);
+        // Kept only if tiny_http's Date is surely of `second`: made
+        // within it.
+        if unix_second() == second {
+            let cached = Cached {
+                second,
+                status: reply.status,
+                content_type: reply.content_type,
+                allow: reply.allow,
+                body: reply.body.clone(),
+                framing,
+                bytes: bytes.clone(),
+            };
+            if self.entries.len() < CACHE_ENTRIES {
+                self.entries.push(cached);
+            } else {
+                self.entries[self.next] = cached;
+                self.next = (self.next + 1) % CACHE_ENTRIES;
+            }
+        }
+        bytes
+    }
+}
+
+fn unix_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The response's bytes, as tiny_http writes them.
@@ -334,6 +418,57 @@ mod tests {
 
         let kept = text(&serialize(&reply(200, TEXT, "ok"), false, true, false));
         assert!(kept.contains("\r\nConnection: keep-alive\r\n"), "{kept}");
+    }
+
+    #[test]
+    fn a_cached_answer_is_what_tiny_http_would_write() {
+        let mut cache = Cache::default();
+        let ok = reply(200, TEXT, "ok");
+        // Within one second (tried again if the second turned meanwhile),
+        // the cache gives the bytes a fresh serialization gives.
+        let (fresh, first, again) = loop {
+            let second = unix_second();
+            let fresh = serialize(&ok, true, true, false);
+            let first = cache.serialize(&ok, true, true, false);
+            let again = cache.serialize(&ok, true, true, false);
+            if unix_second() == second {
+                break (fresh, first, again);
+            }
+        };
+        assert_eq!(first, fresh);
+        assert_eq!(again, fresh);
+        let kept = cache.entries.len();
+        assert!(kept >= 1, "kept");
+
+        // Another framing, status, header or body is another answer.
+        let head = text(&cache.serialize(&ok, true, true, true));
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+        let close = text(&cache.serialize(&ok, true, false, false));
+        assert!(close.contains("Connection: close"), "{close}");
+        let down = text(&cache.serialize(&reply(503, TEXT, "down\n"), true, true, false));
+        assert!(down.starts_with("HTTP/1.1 503 ") && down.ends_with("down\n"), "{down}");
+        let mut with_allow = reply(405, TEXT, "405 method not allowed\n");
+        with_allow.allow = Some("GET, HEAD, OPTIONS");
+        assert!(text(&cache.serialize(&with_allow, true, true, false)).contains("Allow: "));
+        let other = text(&cache.serialize(&reply(200, TEXT, "ko"), true, true, false));
+        assert!(other.ends_with("\r\n\r\nko"), "{other}");
+
+        // An entry of another second is not used: its Date is stale.
+        for entry in &mut cache.entries {
+            entry.second -= 1;
+            entry.bytes = b"stale".to_vec();
+        }
+        assert_ne!(cache.serialize(&ok, true, true, false), b"stale");
+
+        // Bounded, and large bodies never kept.
+        for i in 0..3 * CACHE_ENTRIES {
+            cache.serialize(&reply(200, TEXT, format!("{i}")), true, true, false);
+        }
+        assert_eq!(cache.entries.len(), CACHE_ENTRIES);
+        let large = reply(200, TEXT, vec![b'x'; CACHE_BODY_MAX + 1]);
+        let bytes = cache.serialize(&large, true, true, false);
+        assert!(bytes.ends_with(&large.body));
+        assert!(cache.entries.iter().all(|e| e.body.len() <= CACHE_BODY_MAX));
     }
 
     #[test]

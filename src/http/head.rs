@@ -152,9 +152,11 @@ pub struct Head {
 /// Content-Length within `MAX_BODY`, no Transfer-Encoding, a target it can
 /// route.
 pub fn parse(bytes: &[u8]) -> Result<Head, Reject> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(bytes) {
+    // Left uninitialized (httparse writes what it returns): zeroing 100
+    // headers (3 KiB) a request was the hottest loop of our own code (perf).
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(bytes, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(reject(400, "incomplete request head")),
         Err(e) => return Err(refusal(e, bytes)),

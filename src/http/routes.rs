@@ -446,7 +446,10 @@ mod tests {
         let close = text(&cache.serialize(&ok, true, false, false));
         assert!(close.contains("Connection: close"), "{close}");
         let down = text(&cache.serialize(&reply(503, TEXT, "down\n"), true, true, false));
-        assert!(down.starts_with("HTTP/1.1 503 ") && down.ends_with("down\n"), "{down}");
+        assert!(
+            down.starts_with("HTTP/1.1 503 ") && down.ends_with("down\n"),
+            "{down}"
+        );
         let mut with_allow = reply(405, TEXT, "405 method not allowed\n");
         with_allow.allow = Some("GET, HEAD, OPTIONS");
         assert!(text(&cache.serialize(&with_allow, true, true, false)).contains("Allow: "));

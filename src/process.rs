@@ -822,6 +822,27 @@ mod tests {
     }
 
     #[test]
+    fn after_the_panic_hook_kills_all_nothing_more_is_started() {
+        let children = Children::default();
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "sleep 30"]);
+        let child = children.spawn(&mut command).unwrap();
+        children.kill_all_now();
+        let status = loop {
+            if let Some(status) = children.try_reap(&child, false) {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+        // Other probe threads go on until the process ends: their next
+        // spawn must fail, not start a command that outlives us.
+        let mut next = Command::new("/bin/sh");
+        next.args(["-c", "true"]);
+        assert!(children.spawn(&mut next).is_err());
+    }
+
+    #[test]
     fn a_run_reaps_its_own_child_and_its_leftovers() {
         let children = Children::default();
         let mut command = Command::new("/bin/sh");

@@ -59,23 +59,29 @@ fn other_signals_are_logged_and_ignored() {
 #[test]
 fn a_panic_kills_the_commands_groups_then_aborts() {
     // The test binary is a debug build, where EXECHEALTHZ_TEST_PANIC_URL
-    // makes that probe's loop panic when its second run is due (1 s here).
+    // makes that probe's loop panic when its second run is due (2 s here).
+    // By then the slow probe's first run has started its two sleeps, and
+    // its second run starts as soon as the hook kills the first: a command
+    // started during the exit must not outlive it either.
     let token = unique_sleep();
-    let slow = format!("sleep {token} & sleep {token}");
+    let dir = TempDir::new("panic");
+    let started = dir.0.join("started");
+    let slow = format!(
+        "sleep {token} & sleep {token} & touch {}; wait",
+        started.display()
+    );
     let mut command = Command::new(BIN);
     command
         .args(["--cmd", &slow, "--url=/slow", "--timeout=1h"])
-        .args(["--cmd=true", "--url=/boom", "--period=1s", "--port=0"])
+        .args(["--cmd=true", "--url=/boom", "--period=2s", "--port=0"])
         .env("EXECHEALTHZ_TEST_PANIC_URL", "/boom");
     let mut server = Server::start_command(command);
-    eventually("the slow probe's commands to run", || {
-        (processes_with(&token).len() >= 2).then_some(())
-    });
     let status = server.wait_exit();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(6), "aborted: {status:?}");
     server.wait_log(|l| l.contains("panic: ") && l.contains("test panic in the loop of /boom"));
-    eventually("the slow probe's group to be gone", || {
+    assert!(started.exists(), "the slow probe's sleeps never started");
+    eventually("the slow probe's groups to be gone", || {
         processes_with(&token).is_empty().then_some(())
     });
 }

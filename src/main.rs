@@ -164,6 +164,11 @@ fn start(
         &[("address", log::Value::Str(&address.to_string()))],
     );
 
+    // Every probe thread is created before any runs its command: with
+    // hundreds of probes, spawns under way slowed the creation of the
+    // threads still to come (both take the address space's lock), and the
+    // last probes started seconds late.
+    let gate = Arc::new(std::sync::Barrier::new(config.probes.len() + 1));
     for (i, spec) in config.probes.iter().enumerate() {
         let schedule = probe::Schedule {
             period: config.period,
@@ -179,10 +184,14 @@ fn start(
         );
         let probes = Arc::clone(&probes);
         let children = Arc::clone(children);
+        let gate = Arc::clone(&gate);
+        let offset = probe::first_run_offset(i, config.probes.len(), config.period);
         spawn(&format!("probe-{i}"), move || {
-            probe::run_forever(&probes[i], &children, schedule, policy)
+            gate.wait();
+            probe::run_forever(&probes[i], &children, schedule, policy, offset)
         })?;
     }
+    gate.wait();
     let watched = Arc::clone(&probes);
     let latency = config.latency;
     spawn("watchdog", move || {

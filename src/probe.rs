@@ -37,15 +37,22 @@ pub struct Schedule {
     pub max_output: usize,
 }
 
-/// The probe thread's body: runs the command every period, forever.
-pub fn run_forever(probe: &Probe, children: &Children, schedule: Schedule, policy: Policy) -> ! {
+/// The probe thread's body: runs the command every period, forever, the
+/// first time after `offset` (a small one: see `first_run_offset`).
+pub fn run_forever(
+    probe: &Probe,
+    children: &Children,
+    schedule: Schedule,
+    policy: Policy,
+    offset: Duration,
+) -> ! {
     let mut runner = Runner {
         spec: &probe.spec,
         schedule,
         children,
     };
     // The first run starts now, not one period from now.
-    let mut next_start = Instant::now();
+    let mut next_start = Instant::now() + offset;
     for run in 0u64.. {
         let now = Instant::now();
         if next_start > now {
@@ -92,6 +99,33 @@ fn test_panic(probe: &Probe, run: u64) {
 
 #[cfg(not(debug_assertions))]
 fn test_panic(_: &Probe, _: u64) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_are_spread_over_at_most_a_period_and_100ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(first_run_offset(0, 1, ms(10)), Duration::ZERO);
+        assert_eq!(first_run_offset(150, 300, ms(10)), ms(5));
+        assert!(first_run_offset(299, 300, ms(10)) < ms(10));
+        assert_eq!(first_run_offset(1, 2, Duration::from_secs(10)), ms(50));
+        assert!(first_run_offset(2, 3, Duration::from_secs(3600)) < ms(100));
+    }
+}
+
+/// At most how far apart the first runs of all probes are spread.
+const FIRST_RUN_SPREAD: Duration = Duration::from_millis(100);
+
+/// When probe `index` of `count` runs first: spread evenly over the period
+/// (at most `FIRST_RUN_SPREAD`), so that hundreds of probes do not start
+/// their commands in lockstep every period (bursts of spawns, and of exits
+/// waiting to be reaped), while every probe still runs at start-up.
+pub fn first_run_offset(index: usize, count: usize, period: Duration) -> Duration {
+    let spread = period.min(FIRST_RUN_SPREAD);
+    spread.mul_f64(index as f64 / count.max(1) as f64)
+}
 
 fn log_failure(probe: &Probe, run: &Run) {
     let url = &probe.spec.url;

@@ -34,8 +34,10 @@
 //! This module knows nothing about probes' results or HTTP.
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -84,6 +86,35 @@ pub struct Children {
     /// Signalled when a spawn registers or gives up, for whoever waits on
     /// it (`Table::waiting`).
     changed: Condvar,
+    /// `Table::unreaped` as of the last unlock (`Locked`), for sweeps to
+    /// read without the lock: a stale value costs a syscall or skips a
+    /// courtesy, never a status.
+    unreaped: AtomicUsize,
+}
+
+/// The table, locked; on unlock it publishes `Table::unreaped`.
+struct Locked<'a> {
+    table: MutexGuard<'a, Table>,
+    unreaped: &'a AtomicUsize,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.table
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.unreaped.store(self.table.unreaped, Ordering::Relaxed);
+    }
 }
 
 /// The bookkeeping, apart from the syscalls: unit-tested on its own.
@@ -233,15 +264,23 @@ impl Children {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The table, locked for a change that may move `unreaped`.
+    fn locked(&self) -> Locked<'_> {
+        Locked {
+            table: self.table(),
+            unreaped: &self.unreaped,
+        }
+    }
+
     /// Starts `command` as the leader of a new process group and registers
     /// it.
     pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
         use std::os::unix::process::CommandExt;
         // `process_group` keeps std on its posix_spawn path (no pre_exec).
         command.process_group(0);
-        let serial = self.table().begin_spawn()?;
+        let serial = self.locked().begin_spawn()?;
         let spawned = command.spawn();
-        let mut table = self.table();
+        let mut table = self.locked();
         let pid = spawned.as_ref().ok().map(|c| c.id() as Pid);
         let early = pid.is_some_and(|pid| table.reaped_early(pid));
         let id = table.end_spawn(serial, pid);
@@ -268,7 +307,7 @@ impl Children {
     /// yet); it is then forgotten. `exited`: its pidfd said it has, so
     /// there is no need to look. Never blocks.
     pub fn try_reap(&self, child: &Child, exited: bool) -> Option<WaitStatus> {
-        let mut table = self.table();
+        let mut table = self.locked();
         let mut status = table.take(child.id);
         if status.is_none() {
             // Not taken, so not reaped (reaping records under this lock):
@@ -299,16 +338,22 @@ impl Children {
     /// sweeps for. With nothing else unreaped, a sweep makes no syscall.
     pub fn sweep(&self, own_running: bool) {
         for _ in 0..SWEEP_MAX {
-            let mut table = match self.table.try_lock() {
+            if self.unreaped.load(Ordering::Relaxed) <= usize::from(own_running) {
+                return;
+            }
+            // Peeked without the lock: with hundreds of children, waitid
+            // walks them all.
+            let Some(pid) = peek_exited_child(false).ok().flatten() else {
+                return;
+            };
+            let table = match self.table.try_lock() {
                 Ok(table) => table,
                 Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
-            if table.unreaped <= usize::from(own_running) {
-                return;
-            }
-            let Some(pid) = peek_exited_child(false).ok().flatten() else {
-                return;
+            let mut table = Locked {
+                table,
+                unreaped: &self.unreaped,
             };
             reap_exited(&mut table, pid);
         }
@@ -373,7 +418,7 @@ impl Children {
         loop {
             let registered_before = self.table().registered;
             match peek_exited_child(true) {
-                Ok(Some(pid)) => reap_exited(&mut self.table(), pid),
+                Ok(Some(pid)) => reap_exited(&mut self.locked(), pid),
                 Ok(None) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                     // No children at all: only our own spawn can change that
@@ -400,7 +445,7 @@ impl Children {
 /// process group (the zombie pins the group ID), reaps it and records its
 /// status for the child that held it. Only a lock holder reaps, so the
 /// check and the reap see the same process.
-fn reap_exited(table: &mut MutexGuard<'_, Table>, pid: Pid) {
+fn reap_exited(table: &mut Table, pid: Pid) {
     if !has_exited(pid) {
         return;
     }
@@ -411,7 +456,7 @@ fn reap_exited(table: &mut MutexGuard<'_, Table>, pid: Pid) {
 
 /// Under the table lock: kills what the exited `pid` left in its group if
 /// it was a probe command's, reaps it and records or keeps its status.
-fn reap(table: &mut MutexGuard<'_, Table>, pid: Pid, whose: Exited, horizon: u64) {
+fn reap(table: &mut Table, pid: Pid, whose: Exited, horizon: u64) {
     if matches!(whose, Exited::Running | Exited::Abandoned(_)) {
         // Leftovers die with the command (see the module comment).
         kill_group(pid);

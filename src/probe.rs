@@ -51,7 +51,8 @@ pub fn run_forever(
         schedule,
         children,
     };
-    // The first run starts now, not one period from now.
+    // The first run starts now (give or take the offset), not one period
+    // from now.
     let mut next_start = Instant::now() + offset;
     for run in 0u64.. {
         let now = Instant::now();
@@ -99,21 +100,6 @@ fn test_panic(probe: &Probe, run: u64) {
 
 #[cfg(not(debug_assertions))]
 fn test_panic(_: &Probe, _: u64) {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_runs_are_spread_over_at_most_a_period_and_100ms() {
-        let ms = Duration::from_millis;
-        assert_eq!(first_run_offset(0, 1, ms(10)), Duration::ZERO);
-        assert_eq!(first_run_offset(150, 300, ms(10)), ms(5));
-        assert!(first_run_offset(299, 300, ms(10)) < ms(10));
-        assert_eq!(first_run_offset(1, 2, Duration::from_secs(10)), ms(50));
-        assert!(first_run_offset(2, 3, Duration::from_secs(3600)) < ms(100));
-    }
-}
 
 /// At most how far apart the first runs of all probes are spread.
 const FIRST_RUN_SPREAD: Duration = Duration::from_millis(100);
@@ -363,5 +349,20 @@ fn decode(status: WaitStatus) -> Outcome {
         }
     } else {
         Outcome::SpawnFailed(format!("unexpected wait status {status:#x}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_are_spread_over_at_most_a_period_and_100ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(first_run_offset(0, 1, ms(10)), Duration::ZERO);
+        assert_eq!(first_run_offset(150, 300, ms(10)), ms(5));
+        assert!(first_run_offset(299, 300, ms(10)) < ms(10));
+        assert_eq!(first_run_offset(1, 2, Duration::from_secs(10)), ms(50));
+        assert!(first_run_offset(2, 3, Duration::from_secs(3600)) < ms(100));
     }
 }

@@ -722,6 +722,20 @@ fn signal_name(signal: libc::c_int) -> String {
 mod tests {
     use super::*;
 
+    fn spawn_sh(children: &Children, script: &str) -> io::Result<Child> {
+        children.spawn(Command::new("/bin/sh").args(["-c", script]))
+    }
+
+    /// The status of `child`, polled for until it has exited.
+    fn reap_soon(children: &Children, child: &Child) -> WaitStatus {
+        loop {
+            if let Some(status) = children.try_reap(child, false) {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn register(table: &mut Table, pid: Pid) -> ChildId {
         let serial = table.begin_spawn().unwrap();
         table.end_spawn(serial, Some(pid)).unwrap()
@@ -869,37 +883,21 @@ mod tests {
     #[test]
     fn after_the_panic_hook_kills_all_nothing_more_is_started() {
         let children = Children::default();
-        let mut command = Command::new("/bin/sh");
-        command.args(["-c", "sleep 30"]);
-        let child = children.spawn(&mut command).unwrap();
+        let child = spawn_sh(&children, "sleep 30").unwrap();
         children.kill_all_now();
-        let status = loop {
-            if let Some(status) = children.try_reap(&child, false) {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = reap_soon(&children, &child);
         assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
         // Other probe threads go on until the process ends: their next
         // spawn must fail, not start a command that outlives us.
-        let mut next = Command::new("/bin/sh");
-        next.args(["-c", "true"]);
-        assert!(children.spawn(&mut next).is_err());
+        assert!(spawn_sh(&children, "true").is_err());
     }
 
     #[test]
     fn a_run_reaps_its_own_child_and_its_leftovers() {
         let children = Children::default();
-        let mut command = Command::new("/bin/sh");
-        command.args(["-c", "sleep 30 & exit 3"]);
-        let child = children.spawn(&mut command).unwrap();
+        let child = spawn_sh(&children, "sleep 30 & exit 3").unwrap();
         assert!(child.exit_fd().is_some(), "pidfds on this kernel");
-        let status = loop {
-            if let Some(status) = children.try_reap(&child, false) {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = reap_soon(&children, &child);
         assert_eq!(libc::WEXITSTATUS(status), 3);
         assert!(children.table().entries.is_empty());
         // The group's `sleep` was killed: soon no process is left in it

@@ -73,6 +73,7 @@ pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) ->
 }
 
 /// A reply before it is serialized.
+#[derive(Clone, PartialEq)]
 struct Reply {
     status: u16,
     content_type: &'static str,
@@ -232,10 +233,7 @@ pub struct Cache {
 struct Cached {
     /// The Unix second the bytes were made in (their `Date`).
     second: u64,
-    status: u16,
-    content_type: &'static str,
-    allow: Option<&'static str>,
-    body: Vec<u8>,
+    reply: Reply,
     framing: (bool, bool, bool),
     bytes: Vec<u8>,
 }
@@ -258,14 +256,11 @@ impl Cache {
         }
         let framing = (http11, keep_alive, head_request);
         let second = unix_second();
-        if let Some(hit) = self.entries.iter().find(|e| {
-            e.second == second
-                && e.status == reply.status
-                && e.content_type == reply.content_type
-                && e.allow == reply.allow
-                && e.framing == framing
-                && e.body == reply.body
-        }) {
+        if let Some(hit) = self
+            .entries
+            .iter()
+            .find(|e| e.second == second && e.framing == framing && e.reply == *reply)
+        {
             return hit.bytes.clone();
         }
         let bytes = serialize(reply, http11, keep_alive, head_request);
@@ -274,10 +269,7 @@ impl Cache {
         if unix_second() == second {
             let cached = Cached {
                 second,
-                status: reply.status,
-                content_type: reply.content_type,
-                allow: reply.allow,
-                body: reply.body.clone(),
+                reply: reply.clone(),
                 framing,
                 bytes: bytes.clone(),
             };
@@ -471,7 +463,12 @@ mod tests {
         let large = reply(200, TEXT, vec![b'x'; CACHE_BODY_MAX + 1]);
         let bytes = cache.serialize(&large, true, true, false);
         assert!(bytes.ends_with(&large.body));
-        assert!(cache.entries.iter().all(|e| e.body.len() <= CACHE_BODY_MAX));
+        assert!(
+            cache
+                .entries
+                .iter()
+                .all(|e| e.reply.body.len() <= CACHE_BODY_MAX)
+        );
     }
 
     #[test]

@@ -113,15 +113,15 @@ def cpu_per_run(proc, runs_file, seconds):
     return runs1 - runs0, cpu1 - cpu0
 
 
-def build_floor():
-    """Compiles bench/floor.c (the least a runner of commands can do);
-    None without a C compiler."""
+def build_floor(name):
+    """Compiles bench/NAME.c (the least a program doing our job can do) to
+    target/bench-NAME; None without a C compiler."""
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "..", "target", "bench-floor")
+    out = os.path.join(here, "..", "target", f"bench-{name}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     for cc in ["cc", "gcc", "clang"]:
         try:
-            subprocess.run([cc, "-O2", "-o", out, os.path.join(here, "floor.c")], check=True)
+            subprocess.run([cc, "-O2", "-o", out, os.path.join(here, f"{name}.c")], check=True)
             return out
         except (OSError, subprocess.CalledProcessError):
             continue
@@ -131,7 +131,7 @@ def build_floor():
 def bench_cpu_per_run(binary, seconds):
     """Server CPU per run at period 10ms, and in the same run the floor:
     bench/floor.c doing only spawn, read to end of file, waitpid, sleep."""
-    floor = build_floor()
+    floor = build_floor("floor")
     for _ in range(2):  # twice each, alternating: this figure drifts
         with tempfile.TemporaryDirectory() as tmp:
             runs_file = os.path.join(tmp, "runs")
@@ -281,11 +281,25 @@ def bench_http(binary, bare, seconds):
     finally:
         bare_proc.kill()
         bare_proc.wait()
+    floor = build_floor("http_floor")
+    if floor:
+        floor_port = free_port()
+        floor_proc = subprocess.Popen([floor, str(floor_port)])
+        try:
+            wait_port(floor_port)
+            floor_ka, floor_p99 = wrk(f"http://127.0.0.1:{floor_port}/", seconds)
+        finally:
+            floor_proc.kill()
+            floor_proc.wait()
     figure("keep-alive, 50 connections: req/s", f"{rps_ka:.0f}")
     figure("keep-alive, 50 connections: p99", f"{p99_ka:.2f}", "ms")
     figure("peak RSS under 50 keep-alive connections", peak, "kB")
     figure("bare tiny_http, keep-alive: req/s", f"{bare_ka:.0f} (p99 {bare_p99:.2f} ms)")
     figure("ratio to bare tiny_http, keep-alive", f"{rps_ka / bare_ka:.2f}")
+    if floor:
+        figure("  floor (bench/http_floor.c, one C epoll loop, canned answer), keep-alive: req/s",
+               f"{floor_ka:.0f} (p99 {floor_p99:.2f} ms; {floor_ka / bare_ka:.2f}x bare; "
+               f"ours {rps_ka / floor_ka:.2f}x the floor)")
     figure("connection per request, 50 clients: req/s", f"{rps_close:.0f}")
     figure("connection per request: p99", f"{p99_close:.2f}", "ms")
     figure("peak RSS after connection-per-request load", peak_close, "kB")

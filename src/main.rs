@@ -121,11 +121,12 @@ fn run(config: Config) -> Result<(), String> {
     children.kill_all_and_exit(1)
 }
 
-/// Starts the threads, then waits for a stop signal.
+/// Starts the threads, then dispatches HTTP events and watches for
+/// signals on this one.
 fn start(
     config: Config,
     listener: std::net::TcpListener,
-    signals: signal_hook::iterator::Signals,
+    mut signals: process::Signals,
     probes: Arc<Vec<Probe>>,
     children: &Arc<Children>,
     policy: Policy,
@@ -154,7 +155,7 @@ fn start(
     };
     // Before the event loop starts accepting: it would take descriptors too.
     process::check_descriptors(probes.len())?;
-    let address = http::serve(listener, Arc::new(shared), timeouts)
+    let (address, front) = http::start(listener, Arc::new(shared), timeouts)
         .map_err(|e| format!("cannot start the HTTP server: {}", process::spawn_error(&e)))?;
     log::always(
         format_args!(
@@ -198,7 +199,10 @@ fn start(
         watchdog::watch_forever(&watched, latency)
     })?;
 
-    process::exit_on_signal(signals, children)
+    // This thread dispatches HTTP events and watches for signals, until a
+    // signal or /quit ends the process.
+    let children = Arc::clone(children);
+    front.run(signals.fd(), move || signals.handle(&children))
 }
 
 fn spawn<F>(name: &str, body: F) -> Result<(), String>

@@ -33,9 +33,9 @@
 //!
 //! This module knows nothing about probes' results or HTTP.
 
-use std::io;
+use std::io::{self, Read};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -671,36 +671,75 @@ const IGNORED_SIGNALS: [libc::c_int; 5] = [
     libc::SIGPIPE,
 ];
 
-/// Installs the handlers for every signal above. Call before starting any
-/// probe, so that a signal at any moment after start-up is honoured.
-pub fn exit_signals() -> io::Result<signal_hook::iterator::Signals> {
-    signal_hook::iterator::Signals::new(STOP_SIGNALS.iter().chain(&IGNORED_SIGNALS))
+/// The signals above, as they arrive: a byte on `fd()` says that some
+/// did; `handle` acts on them. Watched by the HTTP dispatcher, so that no
+/// thread is kept only to wait for signals.
+pub struct Signals {
+    signals: signal_hook::iterator::Signals,
+    /// Readable when a signal arrived (signal-hook's pipe handler writes
+    /// to its other end).
+    wake: std::os::unix::net::UnixStream,
+    _wake_write: std::os::unix::net::UnixStream,
+    /// When each ignored signal was last logged.
+    last_logged: Vec<(libc::c_int, std::time::Instant)>,
 }
 
-/// Waits for a stop signal, then kills every probe group and exits 0.
-/// Ignored signals are logged, each at most once a second: a SIGPIPE from
-/// a vanished log reader must not turn into a loop of log lines.
-pub fn exit_on_signal(mut signals: signal_hook::iterator::Signals, children: &Children) -> ! {
-    let mut last_logged: Vec<(libc::c_int, std::time::Instant)> = Vec::new();
-    for signal in signals.forever() {
-        if STOP_SIGNALS.contains(&signal) {
-            crate::info!(
-                "received {}; stopping probes and exiting",
-                signal_name(signal)
-            );
-            children.kill_all_and_exit(0);
-        }
-        let now = std::time::Instant::now();
-        let recent = last_logged
-            .iter()
-            .any(|(s, at)| *s == signal && now.duration_since(*at).as_secs() < 1);
-        if !recent {
-            last_logged.retain(|(s, _)| *s != signal);
-            last_logged.push((signal, now));
-            crate::info!("received {}; ignored", signal_name(signal));
+/// Installs the handlers for every signal above. Call before starting any
+/// probe, so that a signal at any moment after start-up is honoured (it
+/// waits, pending, until the dispatcher runs).
+pub fn exit_signals() -> io::Result<Signals> {
+    let all: Vec<libc::c_int> = STOP_SIGNALS
+        .iter()
+        .chain(&IGNORED_SIGNALS)
+        .copied()
+        .collect();
+    let signals = signal_hook::iterator::Signals::new(&all)?;
+    let (wake, wake_write) = std::os::unix::net::UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    for &signal in &all {
+        signal_hook::low_level::pipe::register_raw(signal, wake_write.as_raw_fd())?;
+    }
+    Ok(Signals {
+        signals,
+        wake,
+        _wake_write: wake_write,
+        last_logged: Vec::new(),
+    })
+}
+
+impl Signals {
+    /// Readable when a signal has arrived.
+    pub fn fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Acts on the signals that arrived: a stop signal kills every probe
+    /// group and exits 0. Ignored signals are logged, each at most once a
+    /// second: a SIGPIPE from a vanished log reader must not turn into a
+    /// loop of log lines.
+    pub fn handle(&mut self, children: &Children) {
+        let mut drain = [0u8; 64];
+        while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        for signal in self.signals.pending() {
+            if STOP_SIGNALS.contains(&signal) {
+                crate::info!(
+                    "received {}; stopping probes and exiting",
+                    signal_name(signal)
+                );
+                children.kill_all_and_exit(0);
+            }
+            let now = std::time::Instant::now();
+            let recent = self
+                .last_logged
+                .iter()
+                .any(|(s, at)| *s == signal && now.duration_since(*at).as_secs() < 1);
+            if !recent {
+                self.last_logged.retain(|(s, _)| *s != signal);
+                self.last_logged.push((signal, now));
+                crate::info!("received {}; ignored", signal_name(signal));
+            }
         }
     }
-    unreachable!("Signals::forever never ends")
 }
 
 fn signal_name(signal: libc::c_int) -> String {

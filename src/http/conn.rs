@@ -164,6 +164,11 @@ impl<S: Stream> Conn<S> {
         self.deadline
     }
 
+    /// An answer is half written: the socket's writability matters.
+    pub fn writing(&self) -> bool {
+        self.phase == Phase::Writing
+    }
+
     /// A readiness event: `readable` when input, a hang-up or an error was
     /// reported (a read tells which), `hangup` when the client half-closed.
     /// Writable-only events just resume a pending write.

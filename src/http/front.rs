@@ -1,20 +1,28 @@
-//! An event loop: one thread with its own edge-triggered epoll set that
-//! accepts from the shared listener (registered with `EPOLLEXCLUSIVE`, so a
-//! new connection wakes one idle loop, not all), owns the connections it
-//! accepted, drives each one's state machine (`conn`) and answers from
-//! memory (`routes`) on the spot. Deadlines are checked every `TICK`.
+//! The event loop, in two parts. The dispatcher (the main thread) waits on
+//! one edge-triggered epoll set for the listener, the signal pipe and every
+//! connection; it accepts, and queues each ready connection for a worker.
+//! A few workers take connections off the queue, drive each one's state
+//! machine (`conn`) and answer from memory (`routes`) on the spot.
+//! Deadlines are checked every `TICK`. Only one thread works on a
+//! connection at a time: its slot says who has it (`Slot`), and events
+//! that come while a worker has it are kept for that worker.
+//!
+//! Why not one loop that does it all: it was as fast, but on two cores a
+//! client's thread sharing a core with the busy loop waited for it up to a
+//! scheduler tick (p99 3.5 to 4.5 ms under wrk; the loop handing work to
+//! three workers: 1.1 to 1.9 ms, see docs/http-front.md).
 //!
 //! It must not block: every socket is non-blocking, answers are computed
 //! from the results in microseconds, and no lock is held across I/O.
 //! Running out of descriptors refuses new connections at once (through a
 //! descriptor kept in reserve) and serves the open ones; nothing dies.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Ctx, Next, Timeouts};
@@ -25,13 +33,15 @@ use crate::{error, info};
 const TICK: Duration = Duration::from_millis(100);
 /// After an accept error (out of descriptors), wait this long to retry.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// Connections accepted per wake-up, so one loop does not take a whole
-/// burst while another sits idle; the listener stays ready for the rest.
+/// Connections accepted per wake-up, so that a burst of them does not
+/// hold up the events of the open ones; the listener stays ready for the
+/// rest.
 const ACCEPT_BATCH: usize = 16;
 /// Input is read in pieces of this size.
 const READ_SIZE: usize = 16 * 1024;
 
 const LISTENER: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX - 1;
 
 /// A spell of refusing connections for want of descriptors: its start and
 /// its end are logged once each, not per connection, loop or retry. It ends
@@ -81,62 +91,241 @@ fn end_spell(now: Instant) {
     }
 }
 
+/// What the dispatcher and the workers share: each connection's slot, the
+/// free slots, and the jobs waiting for a worker, under one lock that is
+/// never held across I/O.
+struct Table {
+    state: Mutex<State<Conn<TcpStream>>>,
+    /// Signalled when a job is queued.
+    work: Condvar,
+}
+
+impl Table {
+    fn lock(&self) -> MutexGuard<'_, State<Conn<TcpStream>>> {
+        // A worker that panicked aborts the process (see `main`): the state
+        // is never seen half-changed.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a connection is. Only one thread works on a connection at a time:
+/// whoever took it out of its slot.
+#[derive(Debug)]
+enum Slot<C> {
+    Empty,
+    /// Waiting for an event or its deadline.
+    Idle(C),
+    /// A worker has it; `pending`: the events that came meanwhile, for the
+    /// worker to handle before it puts the connection back (edge-triggered
+    /// events come once: none may be lost).
+    Busy {
+        pending: u32,
+    },
+}
+
+/// What a worker does with a connection it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Readiness flags from epoll.
+    Event(u32),
+    /// Its deadline passed.
+    Tick,
+}
+
+/// The slots and the queue, as plain data, so that the hand-over between
+/// the dispatcher and the workers is tested with scripted events.
+#[derive(Debug)]
+struct State<C> {
+    slots: Vec<Slot<C>>,
+    free: Vec<usize>,
+    jobs: VecDeque<(usize, C, Work)>,
+    /// Workers waiting for a job: as many are woken as jobs were queued,
+    /// no more (a wake-up is a syscall, and one for a busy worker is lost).
+    idle: usize,
+}
+
+impl<C> State<C> {
+    fn new() -> State<C> {
+        State {
+            slots: Vec::new(),
+            free: Vec::new(),
+            jobs: VecDeque::new(),
+            idle: 0,
+        }
+    }
+
+    /// A new connection: its slot's index.
+    fn add(&mut self, conn: C) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Slot::Idle(conn);
+                index
+            }
+            None => {
+                self.slots.push(Slot::Idle(conn));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Empties a slot; the connection in it, if one was.
+    fn remove(&mut self, index: usize) -> Option<C> {
+        let slot = std::mem::replace(&mut self.slots[index], Slot::Empty);
+        self.free.push(index);
+        match slot {
+            Slot::Idle(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// An event for the connection in `index`: queued for a worker if it is
+    /// idle, kept for its worker if one has it. True if a job was queued.
+    fn event(&mut self, index: usize, flags: u32) -> bool {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return false;
+        };
+        match slot {
+            Slot::Empty => false,
+            Slot::Busy { pending } => {
+                *pending |= flags;
+                false
+            }
+            Slot::Idle(_) => {
+                let Slot::Idle(conn) = std::mem::replace(slot, Slot::Busy { pending: 0 }) else {
+                    unreachable!("matched Idle");
+                };
+                self.jobs.push_back((index, conn, Work::Event(flags)));
+                true
+            }
+        }
+    }
+
+    /// Queues every idle connection that `due` says is past its deadline;
+    /// how many.
+    fn expire(&mut self, due: impl Fn(&C) -> bool) -> usize {
+        let mut queued = 0;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if matches!(slot, Slot::Idle(conn) if due(conn)) {
+                let Slot::Idle(conn) = std::mem::replace(slot, Slot::Busy { pending: 0 }) else {
+                    unreachable!("matched Idle");
+                };
+                self.jobs.push_back((index, conn, Work::Tick));
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// A worker is done with `conn` and keeps it open: the events that came
+    /// meanwhile, to handle now (the connection stays the worker's), or
+    /// None once it is back in its slot.
+    fn done(&mut self, index: usize, conn: C) -> Option<(C, u32)> {
+        match &mut self.slots[index] {
+            Slot::Busy { pending } if *pending != 0 => {
+                let flags = std::mem::take(pending);
+                Some((conn, flags))
+            }
+            slot => {
+                *slot = Slot::Idle(conn);
+                None
+            }
+        }
+    }
+}
+
+/// The dispatcher: waits for readiness on every connection and the
+/// listener, accepts, and queues each ready connection for a worker.
 pub struct Front {
-    epoll: OwnedFd,
+    epoll: Arc<OwnedFd>,
     listener: Arc<TcpListener>,
     accept_paused_until: Option<Instant>,
-    conns: Vec<Option<Conn<TcpStream>>>,
-    free: Vec<usize>,
-    shared: Arc<Shared>,
+    table: Arc<Table>,
     timeouts: Timeouts,
-    scratch: Vec<u8>,
-    /// This loop's serialized answers, for reuse (`routes::Cache`).
-    cache: routes::Cache,
     /// A descriptor held in reserve: out of descriptors, it is closed so
     /// that one pending connection can be accepted and closed at once,
     /// rather than left waiting in the backlog (or accepted in a busy loop).
     spare: Option<OwnedFd>,
 }
 
+/// One worker: runs connections' state machines and answers from memory.
+struct Worker {
+    epoll: Arc<OwnedFd>,
+    table: Arc<Table>,
+    shared: Arc<Shared>,
+    timeouts: Timeouts,
+    scratch: Vec<u8>,
+    /// This worker's serialized answers, for reuse (`routes::Cache`).
+    cache: routes::Cache,
+}
+
 impl Front {
-    /// A loop sharing `listener` (already non-blocking) with the others.
+    /// The dispatcher for `listener` (already non-blocking), with
+    /// `workers` threads started to answer.
     pub fn new(
-        listener: Arc<TcpListener>,
+        listener: TcpListener,
         shared: Arc<Shared>,
         timeouts: Timeouts,
+        workers: usize,
     ) -> io::Result<Front> {
         // SAFETY: plain syscall; the descriptor is owned right away.
         let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: a fresh descriptor nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        let epoll = Arc::new(unsafe { OwnedFd::from_raw_fd(epoll) });
+        let table = Arc::new(Table {
+            state: Mutex::new(State::new()),
+            work: Condvar::new(),
+        });
         let mut front = Front {
             epoll,
-            listener,
+            listener: Arc::new(listener),
             accept_paused_until: None,
-            conns: Vec::new(),
-            free: Vec::new(),
-            shared,
+            table,
             timeouts,
-            scratch: vec![0; READ_SIZE],
-            cache: routes::Cache::default(),
             spare: None,
         };
         front.spare = front.reserve();
         front.listen()?;
+        for i in 0..workers {
+            let worker = Worker {
+                epoll: Arc::clone(&front.epoll),
+                table: Arc::clone(&front.table),
+                shared: Arc::clone(&shared),
+                timeouts,
+                scratch: vec![0; READ_SIZE],
+                cache: routes::Cache::default(),
+            };
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .stack_size(crate::THREAD_STACK)
+                .spawn(move || worker.run())?;
+        }
         Ok(front)
     }
 
     fn listen(&self) -> io::Result<()> {
-        self.control(
+        control(
+            &self.epoll,
             libc::EPOLL_CTL_ADD,
             self.listener.as_raw_fd(),
             LISTENER,
-            libc::EPOLLIN | libc::EPOLLEXCLUSIVE,
+            libc::EPOLLIN,
         )
     }
 
-    /// The loop thread's body.
-    pub fn run(mut self) -> ! {
+    /// Dispatches until the process exits. `signals` are watched too: when
+    /// its descriptor is readable, `on_signal` is called.
+    pub fn run(mut self, signal_fd: RawFd, mut on_signal: impl FnMut()) -> ! {
+        if let Err(e) = control(
+            &self.epoll,
+            libc::EPOLL_CTL_ADD,
+            signal_fd,
+            SIGNALS,
+            libc::EPOLLIN,
+        ) {
+            // Signals would go unheard: nothing can stop us cleanly.
+            error!("http: cannot watch for signals: {e}");
+            std::process::exit(1);
+        }
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut next_tick = Instant::now() + TICK;
         loop {
@@ -159,13 +348,27 @@ impl Front {
                 continue;
             }
             let now = Instant::now();
-            for event in &events[..n as usize] {
-                let (token, flags) = (event.u64, event.events);
-                if token == LISTENER {
-                    self.accept_some(now);
-                } else {
-                    self.ready(token as usize, flags, now);
+            let events = &events[..n as usize];
+            let mut queued = 0;
+            let mut accept = false;
+            let mut signalled = false;
+            let idle = {
+                let mut state = self.table.lock();
+                for event in events {
+                    match event.u64 {
+                        LISTENER => accept = true,
+                        SIGNALS => signalled = true,
+                        index => queued += usize::from(state.event(index as usize, event.events)),
+                    }
                 }
+                state.idle
+            };
+            self.wake(queued.min(idle));
+            if signalled {
+                on_signal();
+            }
+            if accept {
+                self.accept_some(now);
             }
             if now >= next_tick {
                 self.tick(now);
@@ -174,20 +377,11 @@ impl Front {
         }
     }
 
-    fn control(
-        &self,
-        op: libc::c_int,
-        fd: RawFd,
-        token: u64,
-        events: libc::c_int,
-    ) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: events as u32,
-            u64: token,
-        };
-        // SAFETY: valid epoll and descriptor; event outlives the call.
-        check(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) })?;
-        Ok(())
+    /// Wakes `idle` waiting workers, one each.
+    fn wake(&self, idle: usize) {
+        for _ in 0..idle {
+            self.table.work.notify_one();
+        }
     }
 
     fn accept_some(&mut self, now: Instant) {
@@ -208,11 +402,9 @@ impl Front {
                         continue;
                     }
                     // No spare, or not a shortage of descriptors (ENOBUFS,
-                    // ENOMEM): stop listening for a moment. An exclusive
-                    // registration cannot be modified, only removed and
-                    // added again.
+                    // ENOMEM): stop listening for a moment.
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
-                    self.forget(self.listener.as_raw_fd());
+                    forget(&self.epoll, self.listener.as_raw_fd());
                     return;
                 }
             }
@@ -242,76 +434,33 @@ impl Front {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
-        // Edge-triggered, both ways, once: no epoll_ctl per request. The
-        // state machine reads or writes until it would block (or knows the
-        // socket is empty).
-        let registered = self.control(
-            libc::EPOLL_CTL_ADD,
-            stream.as_raw_fd(),
-            index as u64,
-            libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET,
-        );
-        if registered.is_err() {
-            self.free.push(index);
-            return;
-        }
+        let fd = stream.as_raw_fd();
         // Clients from IPv4 reach the dual-stack socket as mapped
         // addresses: logged as the IPv4 address they are.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        self.conns[index] = Some(Conn::new(stream, peer, now, self.timeouts));
-    }
-
-    fn ready(&mut self, index: usize, flags: u32, now: Instant) {
-        let readable = flags
-            & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
-            != 0;
-        let hangup = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
-        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
-            return;
-        };
-        let shared = &*self.shared;
-        let peer = conn.peer();
-        let cache = &mut self.cache;
-        let mut respond = |ask: super::conn::Ask| routes::answer(shared, cache, ask, peer);
-        let mut ctx = Ctx {
-            now,
-            timeouts: self.timeouts,
-            scratch: &mut self.scratch,
-            respond: &mut respond,
-        };
-        let next = conn.on_event(readable, hangup, &mut ctx);
-        self.after(index, next);
-    }
-
-    fn after(&mut self, index: usize, next: Next) {
-        match next {
-            Next::Keep => {}
-            Next::Close => self.close(index),
-            Next::Quit => self.shared.children.kill_all_and_exit(0),
+        // In its slot before it is watched, so that its first event finds it.
+        let index = self
+            .table
+            .lock()
+            .add(Conn::new(stream, peer, now, self.timeouts));
+        // Edge-triggered, both ways, once: no epoll_ctl per request. The
+        // state machine reads or writes until it would block (or knows the
+        // socket is empty).
+        let registered = control(
+            &self.epoll,
+            libc::EPOLL_CTL_ADD,
+            fd,
+            index as u64,
+            interest(false),
+        );
+        if registered.is_err() {
+            // Not watched yet, so no worker has it: closed here.
+            drop(self.table.lock().remove(index));
         }
     }
 
-    fn close(&mut self, index: usize) {
-        if let Some(conn) = self.conns[index].take() {
-            // Removed explicitly: closing the descriptor is not enough while
-            // a probe command being spawned holds a copy of it (until its
-            // exec closes it), and the socket's events would then arrive
-            // under this index for the next connection.
-            self.forget(conn.stream().as_raw_fd());
-            drop(conn);
-            self.free.push(index);
-        }
-    }
-
-    fn forget(&self, fd: RawFd) {
-        let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, 0);
-    }
-
-    /// Enforces deadlines; resumes accepting after a pause.
+    /// Enforces deadlines (through the workers); resumes accepting after a
+    /// pause.
     fn tick(&mut self, now: Instant) {
         end_spell(now);
         if self.spare.is_none() {
@@ -324,27 +473,124 @@ impl Front {
                 self.accept_paused_until = Some(now + ACCEPT_PAUSE);
             }
         }
-        let shared = Arc::clone(&self.shared);
-        for index in 0..self.conns.len() {
-            let Some(conn) = self.conns[index].as_mut() else {
-                continue;
+        let idle = {
+            let mut state = self.table.lock();
+            state.expire(|conn| now >= conn.deadline()).min(state.idle)
+        };
+        self.wake(idle);
+    }
+}
+
+impl Worker {
+    fn run(mut self) -> ! {
+        loop {
+            let (index, conn, work) = {
+                let mut state = self.table.lock();
+                loop {
+                    if let Some(job) = state.jobs.pop_front() {
+                        break job;
+                    }
+                    state.idle += 1;
+                    state = self
+                        .table
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                    state.idle -= 1;
+                }
             };
-            if now < conn.deadline() {
-                continue;
-            }
+            self.work_on(index, conn, work);
+        }
+    }
+
+    /// Drives one connection until it waits for the client again, handling
+    /// the events that came meanwhile; then puts it back, or closes it.
+    fn work_on(&mut self, index: usize, mut conn: Conn<TcpStream>, mut work: Work) {
+        loop {
             let peer = conn.peer();
+            let shared = &*self.shared;
             let cache = &mut self.cache;
-            let mut respond = |ask: super::conn::Ask| routes::answer(&shared, cache, ask, peer);
+            let mut respond = |ask: super::conn::Ask| routes::answer(shared, cache, ask, peer);
             let mut ctx = Ctx {
-                now,
+                now: Instant::now(),
                 timeouts: self.timeouts,
                 scratch: &mut self.scratch,
                 respond: &mut respond,
             };
-            let next = conn.on_tick(&mut ctx);
-            self.after(index, next);
+            let next = match work {
+                Work::Event(flags) => {
+                    let readable = flags
+                        & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                            as u32
+                        != 0;
+                    let hangup = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+                    conn.on_event(readable, hangup, &mut ctx)
+                }
+                Work::Tick => conn.on_tick(&mut ctx),
+            };
+            match next {
+                Next::Keep => {
+                    // Watched again while still ours: an event from now on
+                    // is kept for us (`done`) if it comes before we let go.
+                    let fd = conn.stream().as_raw_fd();
+                    let _ = control(
+                        &self.epoll,
+                        libc::EPOLL_CTL_MOD,
+                        fd,
+                        index as u64,
+                        interest(conn.writing()),
+                    );
+                    match self.table.lock().done(index, conn) {
+                        Some((again, flags)) => {
+                            conn = again;
+                            work = Work::Event(flags);
+                        }
+                        None => return,
+                    }
+                }
+                Next::Close => {
+                    // Removed explicitly: closing the descriptor is not
+                    // enough while a probe command being spawned holds a
+                    // copy of it (until its exec closes it), and the
+                    // socket's events would then arrive under this index
+                    // for the next connection. The slot is freed last.
+                    forget(&self.epoll, conn.stream().as_raw_fd());
+                    drop(conn);
+                    self.table.lock().remove(index);
+                    return;
+                }
+                Next::Quit => self.shared.children.kill_all_and_exit(0),
+            }
         }
     }
+}
+
+fn control(
+    epoll: &OwnedFd,
+    op: libc::c_int,
+    fd: RawFd,
+    token: u64,
+    events: libc::c_int,
+) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: events as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll and descriptor; event outlives the call.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) })?;
+    Ok(())
+}
+
+/// What a connection is watched for: one event, then nothing until a
+/// worker has handled it and asks again (`EPOLLONESHOT`); writability only
+/// while an answer is half written.
+fn interest(writing: bool) -> libc::c_int {
+    let out = if writing { libc::EPOLLOUT } else { 0 };
+    libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT | out
+}
+
+fn forget(epoll: &OwnedFd, fd: RawFd) {
+    let _ = control(epoll, libc::EPOLL_CTL_DEL, fd, 0, 0);
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {

@@ -1,8 +1,8 @@
-//! The HTTP side: one listening socket (`listen`), a few event loops that
-//! share it (`front`), each driving its connections' state machines
-//! (`conn`) over heads read within limits (`head`), and answering each
-//! request from the shared results on the spot (`routes`), with responses
-//! serialized by tiny_http.
+//! The HTTP side: one listening socket (`listen`), an event loop whose
+//! dispatcher hands ready connections to a few workers (`front`), each
+//! driving its connections' state machines (`conn`) over heads read within
+//! limits (`head`), and answering each request from the shared results on
+//! the spot (`routes`), with responses serialized by tiny_http.
 //!
 //! Nothing else listens: no internal socket, no second port. This side
 //! reads results and process state; nothing below it imports it.
@@ -19,20 +19,21 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use conn::Timeouts;
+pub use front::Front;
 pub use listen::bind;
 
 use crate::metrics::RequestCounts;
 use crate::process::Children;
 use crate::results::{Policy, Probe};
 
-/// Event loops sharing the listener. Measured with `make bench` on the
-/// 2-core machine (wrk, 50 keep-alive connections): one loop 100k to 130k
-/// req/s at 0.8 of a core, p99 4.1 ms with wrk's two threads (one
-/// scheduler tick: server and client want more than the two cores) and
-/// 0.64 ms with one; two loops 110k to 150k req/s but p99 3.7 to 7.6 ms,
-/// a thread more and more memory. A health endpoint needs latency, not
-/// 150k req/s: one. More loops work as they are (EPOLLEXCLUSIVE).
-const LOOPS: usize = 1;
+/// Workers that answer, beside the dispatcher. Measured with `make bench`
+/// on the 2-core machine (wrk, 2 threads, 50 keep-alive connections): one
+/// loop doing everything 58k to 68k req/s at p99 3.5 to 4.5 ms (a client
+/// thread sharing a core with the busy loop waits up to a tick); the same
+/// loop handing ready connections to workers: (see docs/http-front.md).
+/// Three is what the tail needed; with the dispatcher on the main thread
+/// that is 7 threads with one probe.
+const WORKERS: usize = 3;
 
 /// What every loop reads to answer.
 pub struct Shared {
@@ -44,21 +45,19 @@ pub struct Shared {
     pub requests: RequestCounts,
 }
 
-/// Starts the event loops on `listener`; returns the address it serves.
-pub fn serve(
+/// Starts the workers on `listener`; returns the address it serves and
+/// the dispatcher, for the caller's thread to run (`Front::run`).
+pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
     timeouts: Timeouts,
-) -> io::Result<SocketAddr> {
+) -> io::Result<(SocketAddr, Front)> {
     let address = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let listener = Arc::new(listener);
-    for i in 0..LOOPS {
-        let front = front::Front::new(Arc::clone(&listener), Arc::clone(&shared), timeouts)?;
-        std::thread::Builder::new()
-            .name(format!("http-{i}"))
-            .stack_size(crate::THREAD_STACK)
-            .spawn(move || front.run())?;
-    }
-    Ok(address)
+    let workers = std::env::var("EXH_W")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WORKERS);
+    let front = Front::new(listener, shared, timeouts, workers)?;
+    Ok((address, front))
 }

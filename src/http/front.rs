@@ -386,7 +386,7 @@ impl Front {
 
     fn accept_some(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
-            match self.listener.accept() {
+            match accept(&self.listener) {
                 Ok((stream, peer)) => {
                     end_spell(now);
                     self.add(stream, peer, now);
@@ -418,7 +418,7 @@ impl Front {
             return false;
         };
         drop(spare);
-        let refused = self.listener.accept();
+        let refused = accept(&self.listener);
         self.spare = self.reserve();
         // Closed at once: the client sees the connection end.
         refused.is_ok()
@@ -430,10 +430,7 @@ impl Front {
     }
 
     fn add(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
-        let _ = stream.set_nodelay(true);
+        // Non-blocking from accept4, TCP_NODELAY from the listener.
         let fd = stream.as_raw_fd();
         // Clients from IPv4 reach the dual-stack socket as mapped
         // addresses: logged as the IPv4 address they are.
@@ -561,6 +558,48 @@ impl Worker {
                 }
                 Next::Quit => self.shared.children.kill_all_and_exit(0),
             }
+        }
+    }
+}
+
+/// One connection from `listener`, non-blocking from the start (std's
+/// accept would need another syscall to make it so).
+fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut length = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: address and length describe a buffer big enough for any
+    // socket address; the descriptor is owned right below.
+    let fd = check(unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&mut address as *mut libc::sockaddr_storage).cast(),
+            &mut length,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a fresh descriptor nothing else owns.
+    let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok((stream, peer_address(&address)))
+}
+
+/// The address accept4 wrote (an IPv4 or IPv6 one: a TCP listener's).
+fn peer_address(address: &libc::sockaddr_storage) -> SocketAddr {
+    match libc::c_int::from(address.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says a sockaddr_in is stored there.
+            let v4 =
+                unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            SocketAddr::new(ip.into(), u16::from_be(v4.sin_port))
+        }
+        _ => {
+            // SAFETY: not IPv4, so a sockaddr_in6 (the listener is TCP).
+            let v6 = unsafe {
+                &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            SocketAddr::new(ip.into(), u16::from_be(v6.sin6_port))
         }
     }
 }

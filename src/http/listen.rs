@@ -4,13 +4,27 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::info;
 
 /// Binds `address:port`; with no address, `[::]` accepting IPv4 too, or
 /// `0.0.0.0` where the host has no IPv6.
 pub fn bind(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
+    let listener = bind_any(address, port)?;
+    // Accepted connections inherit it (Linux copies the listener's TCP
+    // state): no setsockopt per connection. Without it, an answer written
+    // while the client delays its ACK of the previous one waits for it.
+    set_option(
+        listener.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        true,
+    )?;
+    Ok(listener)
+}
+
+fn bind_any(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
     match address {
         Some(address) => TcpListener::bind((address, port)),
         None => match bind_dual_stack(port) {
@@ -31,32 +45,6 @@ pub fn bind(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
 /// `[::]:port` with `IPV6_V6ONLY` off, whatever the host's default, so IPv4
 /// clients (mapped addresses) reach us too.
 fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
-    fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-        if rc == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    }
-    fn set_option(
-        fd: libc::c_int,
-        level: libc::c_int,
-        name: libc::c_int,
-        on: bool,
-    ) -> io::Result<()> {
-        let value: libc::c_int = on.into();
-        // SAFETY: valid descriptor and a c_int option value.
-        check(unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        Ok(())
-    }
     // SAFETY: plain syscall; the descriptor is owned right below.
     let fd =
         check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
@@ -79,4 +67,27 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
     // SAFETY: plain syscall on a bound socket.
     check(unsafe { libc::listen(fd, 1024) })?;
     Ok(TcpListener::from(owned))
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn set_option(fd: libc::c_int, level: libc::c_int, name: libc::c_int, on: bool) -> io::Result<()> {
+    let value: libc::c_int = on.into();
+    // SAFETY: valid descriptor and a c_int option value.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
 }

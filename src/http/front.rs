@@ -639,3 +639,196 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
         Ok(rc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IN: u32 = libc::EPOLLIN as u32;
+    const HUP: u32 = libc::EPOLLRDHUP as u32;
+
+    /// Takes the next job, as a worker does.
+    fn take(state: &mut State<&'static str>) -> (usize, &'static str, Work) {
+        state.jobs.pop_front().expect("a job")
+    }
+
+    #[test]
+    fn an_event_queues_an_idle_connection_once_and_keeps_later_events_for_its_worker() {
+        let mut state = State::new();
+        let a = state.add("a");
+        assert!(state.event(a, IN));
+        assert_eq!(take(&mut state), (a, "a", Work::Event(IN)));
+        // The worker has it: events are kept, not queued a second time.
+        assert!(!state.event(a, IN));
+        assert!(!state.event(a, HUP));
+        assert!(state.jobs.is_empty());
+        // Done: the kept events come back together, still the worker's.
+        let (conn, flags) = state.done(a, "a").expect("pending events");
+        assert_eq!((conn, flags), ("a", IN | HUP));
+        assert!(matches!(state.slots[a], Slot::Busy { pending: 0 }));
+        // Done with nothing new: back in its slot, and queued by the next event.
+        assert!(state.done(a, "a").is_none());
+        assert!(matches!(state.slots[a], Slot::Idle("a")));
+        assert!(state.event(a, IN));
+        assert_eq!(take(&mut state), (a, "a", Work::Event(IN)));
+    }
+
+    #[test]
+    fn events_for_empty_or_unknown_slots_are_dropped() {
+        let mut state: State<&'static str> = State::new();
+        assert!(!state.event(0, IN));
+        assert!(!state.event(7, IN));
+        let a = state.add("a");
+        assert_eq!(state.remove(a), Some("a"));
+        assert!(!state.event(a, IN));
+        assert!(state.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_a_busy_one_is_never_removed_with_its_connection() {
+        let mut state = State::new();
+        let a = state.add("a");
+        let b = state.add("b");
+        assert_ne!(a, b);
+        assert!(state.event(a, IN));
+        let _ = take(&mut state);
+        // A worker closing its connection frees the slot; it has no conn.
+        assert_eq!(state.remove(a), None);
+        let c = state.add("c");
+        assert_eq!(c, a);
+        assert!(matches!(state.slots[c], Slot::Idle("c")));
+    }
+
+    #[test]
+    fn deadlines_queue_only_idle_connections_that_are_due() {
+        let mut state = State::new();
+        let due = state.add("due");
+        let busy = state.add("busy due");
+        let fresh = state.add("fresh");
+        assert!(state.event(busy, IN));
+        let _ = take(&mut state);
+        assert_eq!(state.expire(|conn| conn.contains("due")), 1);
+        assert_eq!(take(&mut state), (due, "due", Work::Tick));
+        assert!(state.jobs.is_empty());
+        // Taken for its deadline: an event meanwhile waits for that worker.
+        assert!(!state.event(due, IN));
+        assert_eq!(state.done(due, "due"), Some(("due", IN)));
+        assert!(matches!(state.slots[fresh], Slot::Idle("fresh")));
+    }
+
+    /// A scripted run of the dispatcher and three workers: events, ticks,
+    /// closes and new connections in a fixed pseudo-random order. Each
+    /// connection is always in exactly one place (its slot, the queue or one
+    /// worker's hands), and no event is lost: each event carries a bit of
+    /// its own, and a worker lets go of a connection only once every bit
+    /// sent for it has reached a worker.
+    #[test]
+    fn every_connection_is_in_one_place_and_no_event_is_lost() {
+        let mut state: State<u32> = State::new();
+        let mut held: Vec<Option<(usize, u32, Work)>> = vec![None; 3];
+        // Per connection: the bits of events sent and not yet delivered.
+        let mut outstanding = std::collections::HashMap::<u32, u32>::new();
+        let mut next_id = 0;
+        let mut seed: u32 = 12345;
+        let mut random = |n: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) % n
+        };
+        let mut put_back = 0;
+        for _ in 0..20_000 {
+            match random(6) {
+                0 => {
+                    // At most 16 open: slots are reused, not only added.
+                    if state.slots.len() - state.free.len() < 16 {
+                        state.add(next_id);
+                        next_id += 1;
+                    }
+                }
+                1 | 2 if !state.slots.is_empty() => {
+                    let index = random(state.slots.len() as u32) as usize;
+                    let id = match &state.slots[index] {
+                        Slot::Idle(id) => Some(*id),
+                        Slot::Busy { .. } => state
+                            .jobs
+                            .iter()
+                            .chain(held.iter().flatten())
+                            .find(|job| job.0 == index)
+                            .map(|job| job.1),
+                        Slot::Empty => None,
+                    };
+                    let Some(id) = id else {
+                        assert!(!state.event(index, 1));
+                        continue;
+                    };
+                    let bits = outstanding.entry(id).or_default();
+                    if *bits == u32::MAX {
+                        continue;
+                    }
+                    let bit = 1 << (!*bits).trailing_zeros();
+                    *bits |= bit;
+                    state.event(index, bit);
+                }
+                3 => {
+                    state.expire(|id| id % 7 == 0);
+                }
+                _ => {
+                    let w = random(3) as usize;
+                    match held[w].take() {
+                        None => {
+                            held[w] = state.jobs.pop_front();
+                            if let Some((_, id, Work::Event(bits))) = held[w] {
+                                let sent = outstanding.entry(id).or_default();
+                                assert_eq!(*sent & bits, bits, "delivered what was not sent");
+                                *sent &= !bits;
+                            }
+                        }
+                        Some((index, id, _)) => {
+                            if random(10) == 0 {
+                                // Closed by its worker.
+                                assert_eq!(state.remove(index), None);
+                                outstanding.remove(&id);
+                            } else if let Some((id, bits)) = state.done(index, id) {
+                                let sent = outstanding.entry(id).or_default();
+                                assert_eq!(*sent & bits, bits, "delivered what was not sent");
+                                *sent &= !bits;
+                                held[w] = Some((index, id, Work::Event(bits)));
+                            } else {
+                                let lost = outstanding.get(&id).copied().unwrap_or(0);
+                                assert_eq!(lost, 0, "events never delivered for {id}");
+                                put_back += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            // One place each, and every busy slot accounted for.
+            let mut places: Vec<u32> = state
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    if let Slot::Idle(id) = s {
+                        Some(*id)
+                    } else {
+                        None
+                    }
+                })
+                .chain(state.jobs.iter().map(|job| job.1))
+                .chain(held.iter().flatten().map(|job| job.1))
+                .collect();
+            let all = places.len();
+            places.sort_unstable();
+            places.dedup();
+            assert_eq!(places.len(), all, "a connection in two places");
+            let busy = state
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Busy { .. }))
+                .count();
+            assert_eq!(busy, state.jobs.len() + held.iter().flatten().count());
+        }
+        assert!(
+            put_back > 1000,
+            "the script exercised too little: {put_back}"
+        );
+    }
+}

@@ -164,6 +164,12 @@ impl<S: Stream> Conn<S> {
         self.deadline
     }
 
+    /// Our last answer is out and the connection is closing: input is only
+    /// read and dropped. Nothing more is asked of the caller.
+    pub fn closing(&self) -> bool {
+        matches!(self.phase, Phase::Lingering { .. })
+    }
+
     /// An answer is half written: the socket's writability matters.
     pub fn writing(&self) -> bool {
         self.phase == Phase::Writing

@@ -200,6 +200,19 @@ impl<C> State<C> {
         }
     }
 
+    /// Takes the connection in `index` if it is idle and `inline` says so,
+    /// for the caller to handle itself (see `Front::run`).
+    fn take_if(&mut self, index: usize, inline: impl Fn(&C) -> bool) -> Option<C> {
+        let slot = self.slots.get_mut(index)?;
+        if !matches!(slot, Slot::Idle(conn) if inline(conn)) {
+            return None;
+        }
+        match std::mem::replace(slot, Slot::Busy { pending: 0 }) {
+            Slot::Idle(conn) => Some(conn),
+            _ => unreachable!("matched Idle"),
+        }
+    }
+
     /// Queues every idle connection that `due` says is past its deadline;
     /// how many.
     fn expire(&mut self, due: impl Fn(&C) -> bool) -> usize {
@@ -241,6 +254,10 @@ pub struct Front {
     accept_paused_until: Option<Instant>,
     table: Arc<Table>,
     timeouts: Timeouts,
+    /// The dispatcher's own worker, for closing connections only.
+    own: Worker,
+    /// Closing connections taken in this round, for `own`.
+    closing: Vec<(usize, Conn<TcpStream>, u32)>,
     /// A descriptor held in reserve: out of descriptors, it is closed so
     /// that one pending connection can be accepted and closed at once,
     /// rather than left waiting in the backlog (or accepted in a busy loop).
@@ -275,30 +292,34 @@ impl Front {
             state: Mutex::new(State::new()),
             work: Condvar::new(),
         });
+        let worker = || Worker {
+            epoll: Arc::clone(&epoll),
+            table: Arc::clone(&table),
+            shared: Arc::clone(&shared),
+            timeouts,
+            scratch: vec![0; READ_SIZE],
+            cache: routes::Cache::default(),
+        };
+        let own = worker();
+        for i in 0..workers {
+            let worker = worker();
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .stack_size(crate::THREAD_STACK)
+                .spawn(move || worker.run())?;
+        }
         let mut front = Front {
             epoll,
             listener: Arc::new(listener),
             accept_paused_until: None,
             table,
             timeouts,
+            own,
+            closing: Vec::new(),
             spare: None,
         };
         front.spare = front.reserve();
         front.listen()?;
-        for i in 0..workers {
-            let worker = Worker {
-                epoll: Arc::clone(&front.epoll),
-                table: Arc::clone(&front.table),
-                shared: Arc::clone(&shared),
-                timeouts,
-                scratch: vec![0; READ_SIZE],
-                cache: routes::Cache::default(),
-            };
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .stack_size(crate::THREAD_STACK)
-                .spawn(move || worker.run())?;
-        }
         Ok(front)
     }
 
@@ -358,12 +379,24 @@ impl Front {
                     match event.u64 {
                         LISTENER => accept = true,
                         SIGNALS => signalled = true,
-                        index => queued += usize::from(state.event(index as usize, event.events)),
+                        index => {
+                            let (index, flags) = (index as usize, event.events);
+                            match state.take_if(index, Conn::closing) {
+                                Some(conn) => self.closing.push((index, conn, flags)),
+                                None => queued += usize::from(state.event(index, flags)),
+                            }
+                        }
                     }
                 }
                 state.idle
             };
             self.wake(queued.min(idle));
+            // A closing connection (usually the client's FIN after our
+            // answer and close) is a read and a close: done here rather
+            // than through a worker's wake-up.
+            for (index, conn, flags) in std::mem::take(&mut self.closing) {
+                self.own.work_on(index, conn, Work::Event(flags));
+            }
             if signalled {
                 on_signal();
             }

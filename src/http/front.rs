@@ -395,7 +395,7 @@ impl Front {
             // answer and close) is a read and a close: done here rather
             // than through a worker's wake-up.
             for (index, conn, flags) in std::mem::take(&mut self.closing) {
-                self.own.work_on(index, conn, Work::Event(flags));
+                self.own.work_on(index, conn, Work::Event(flags), false);
             }
             if signalled {
                 on_signal();
@@ -511,31 +511,46 @@ impl Front {
     }
 }
 
+/// A job: a connection, its slot and what to do with it.
+type Job = (usize, Conn<TcpStream>, Work);
+
 impl Worker {
     fn run(mut self) -> ! {
+        let mut next: Option<Job> = None;
         loop {
-            let (index, conn, work) = {
-                let mut state = self.table.lock();
-                loop {
-                    if let Some(job) = state.jobs.pop_front() {
-                        break job;
+            let (index, conn, work) = match next.take() {
+                Some(job) => job,
+                None => {
+                    let mut state = self.table.lock();
+                    loop {
+                        if let Some(job) = state.jobs.pop_front() {
+                            break job;
+                        }
+                        state.idle += 1;
+                        state = self
+                            .table
+                            .work
+                            .wait(state)
+                            .unwrap_or_else(|e| e.into_inner());
+                        state.idle -= 1;
                     }
-                    state.idle += 1;
-                    state = self
-                        .table
-                        .work
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner());
-                    state.idle -= 1;
                 }
             };
-            self.work_on(index, conn, work);
+            next = self.work_on(index, conn, work, true);
         }
     }
 
     /// Drives one connection until it waits for the client again, handling
     /// the events that came meanwhile; then puts it back, or closes it.
-    fn work_on(&mut self, index: usize, mut conn: Conn<TcpStream>, mut work: Work) {
+    /// With `take_next`, the next job queued is taken under the same lock
+    /// and returned.
+    fn work_on(
+        &mut self,
+        index: usize,
+        mut conn: Conn<TcpStream>,
+        mut work: Work,
+        take_next: bool,
+    ) -> Option<Job> {
         loop {
             let peer = conn.peer();
             let shared = &*self.shared;
@@ -563,35 +578,45 @@ impl Worker {
                     // Watched again while still ours: an event from now on
                     // is kept for us (`done`) if it comes before we let go.
                     let fd = conn.stream().as_raw_fd();
-                    let _ = control(
+                    let rearmed = control(
                         &self.epoll,
                         libc::EPOLL_CTL_MOD,
                         fd,
                         index as u64,
                         interest(conn.writing()),
                     );
-                    match self.table.lock().done(index, conn) {
+                    if let Err(e) = rearmed {
+                        // It would never hear from its client again.
+                        error!("http: cannot watch a connection again ({e}); closing it");
+                        return self.close(index, conn, take_next);
+                    }
+                    let mut state = self.table.lock();
+                    match state.done(index, conn) {
                         Some((again, flags)) => {
                             conn = again;
                             work = Work::Event(flags);
                         }
-                        None => return,
+                        None => return take_next.then(|| state.jobs.pop_front()).flatten(),
                     }
                 }
-                Next::Close => {
-                    // Removed explicitly: closing the descriptor is not
-                    // enough while a probe command being spawned holds a
-                    // copy of it (until its exec closes it), and the
-                    // socket's events would then arrive under this index
-                    // for the next connection. The slot is freed last.
-                    forget(&self.epoll, conn.stream().as_raw_fd());
-                    drop(conn);
-                    self.table.lock().remove(index);
-                    return;
-                }
+                Next::Close => return self.close(index, conn, take_next),
                 Next::Quit => self.shared.children.kill_all_and_exit(0),
             }
         }
+    }
+
+    /// Closes `conn`; frees its slot last. With `take_next`, returns the
+    /// next job queued, as `work_on` does.
+    fn close(&mut self, index: usize, conn: Conn<TcpStream>, take_next: bool) -> Option<Job> {
+        // Removed explicitly: closing the descriptor is not enough while a
+        // probe command being spawned holds a copy of it (until its exec
+        // closes it), and the socket's events would then arrive under this
+        // index for the next connection.
+        forget(&self.epoll, conn.stream().as_raw_fd());
+        drop(conn);
+        let mut state = self.table.lock();
+        state.remove(index);
+        take_next.then(|| state.jobs.pop_front()).flatten()
     }
 }
 

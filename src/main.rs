@@ -134,11 +134,6 @@ fn start(
     for warning in config.warnings() {
         error!("warning: {warning}");
     }
-    if std::process::id() == 1 {
-        // Orphans are re-parented to PID 1: ours to reap (see `process`).
-        let reaper_children = Arc::clone(children);
-        spawn("reaper", move || reaper_children.reap_orphans_forever())?;
-    }
 
     let shared = http::Shared {
         probes: Arc::clone(&probes),
@@ -202,7 +197,8 @@ fn start(
     // This thread dispatches HTTP events and watches for signals, until a
     // signal or /quit ends the process.
     let children = Arc::clone(children);
-    front.run(signals.fd(), move || signals.handle(&children))
+    let fds = signals.fds();
+    front.run(&fds, move || signals.handle(&children))
 }
 
 fn spawn<F>(name: &str, body: F) -> Result<(), String>

@@ -25,8 +25,9 @@
 //!
 //! As PID 1 (a `FROM scratch` container) orphans are re-parented to us and
 //! must be reaped too; a blind `waitpid(-1)` would steal a probe's status.
-//! So only then a reaper thread also waits in `waitid(WNOWAIT)` and handles
-//! each exit as a sweep does, at once.
+//! So only then SIGCHLD is blocked in every thread and read through a
+//! signalfd that the HTTP dispatcher watches (`Signals`); on each, every
+//! exit is handled as a sweep does, at once, with `waitid(WNOWAIT)` first.
 //!
 //! A run that gives up on a child that will not die (stuck in the kernel)
 //! abandons it: whoever reaps it later forgets it.
@@ -37,7 +38,7 @@ use std::io::{self, Read};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -125,8 +126,6 @@ struct Table {
     /// Serials of spawns under way (child not registered yet).
     spawning: Vec<u64>,
     next_serial: u64,
-    /// Children registered so far, for the PID-1 reaper's idle wait.
-    registered: u64,
     /// Exits reaped before their spawn registered the child (a fast command
     /// on a loaded machine): (pid, status, the newest spawn that may own it).
     early: Vec<(Pid, WaitStatus, u64)>,
@@ -184,7 +183,6 @@ impl Table {
                 status,
                 abandoned: false,
             });
-            self.registered += 1;
         }
         // Early exits no spawn under way can own were orphans (as PID 1).
         let spawning = &self.spawning;
@@ -366,7 +364,7 @@ impl Children {
     }
 
     /// Gives up on `child` (it did not die after SIGKILL, e.g. stuck in the
-    /// kernel): a later sweep (or the PID-1 reaper) reaps and forgets it.
+    /// kernel): a later sweep (or, as PID 1, the next SIGCHLD) reaps and forgets it.
     pub fn abandon(&self, child: Child) {
         self.table().abandon(child.id);
     }
@@ -412,30 +410,22 @@ impl Children {
         table.waiting -= 1;
     }
 
-    /// The PID-1 reaper thread's body: handles every exit as a sweep does,
-    /// as soon as it happens (see the module comment).
-    pub fn reap_orphans_forever(&self) -> ! {
+    /// As PID 1, after a SIGCHLD: handles every exit as a sweep does, at
+    /// once, orphans included (see the module comment). Never blocks.
+    pub fn reap_exited_now(&self) {
+        let mut last = None;
         loop {
-            let registered_before = self.table().registered;
-            match peek_exited_child(true) {
-                Ok(Some(pid)) => reap_exited(&mut self.locked(), pid),
-                Ok(None) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                    // No children at all: only our own spawn can change that
-                    // (orphans are re-parented to us only from our children).
-                    let mut table = self.table();
-                    table.waiting += 1;
-                    let mut table = self
-                        .changed
-                        .wait_while(table, |t| t.registered == registered_before)
-                        .unwrap_or_else(|e| e.into_inner());
-                    table.waiting -= 1;
+            match peek_exited_child(false) {
+                // The same pid twice: it could not be reaped now (a spawn
+                // holds its claim); the next SIGCHLD or sweep retries.
+                Ok(Some(pid)) if last != Some(pid) => {
+                    reap_exited(&mut self.locked(), pid);
+                    last = Some(pid);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => {
-                    error!("reaper: waitid failed: {e}; retrying in 1s");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+                // Nothing exited, no children (ECHILD), or an error that the
+                // next SIGCHLD retries.
+                _ => return,
             }
         }
     }
@@ -568,9 +558,15 @@ pub fn reset_signal_state() -> io::Result<()> {
         if libc::signal(libc::SIGCHLD, libc::SIG_DFL) == libc::SIG_ERR {
             return Err(io::Error::last_os_error());
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        if std::process::id() == 1 {
+            // Read through a signalfd by the HTTP dispatcher (`Signals`):
+            // blocked here, before any thread starts, so in every thread.
+            // Children get an empty mask from std's spawn.
+            libc::sigaddset(&mut mask, libc::SIGCHLD);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
@@ -671,56 +667,95 @@ const IGNORED_SIGNALS: [libc::c_int; 5] = [
     libc::SIGPIPE,
 ];
 
-/// The signals above, as they arrive: a byte on `fd()` says that some
-/// did; `handle` acts on them. Watched by the HTTP dispatcher, so that no
-/// thread is kept only to wait for signals.
+/// The signals above, as they arrive: a byte on the wake-up pipe says that
+/// some did; `handle` acts on them. Watched by the HTTP dispatcher, so that
+/// no thread is kept only to wait for signals.
 pub struct Signals {
-    signals: signal_hook::iterator::Signals,
+    /// Each signal above with the flag its handler sets.
+    arrived: Vec<(libc::c_int, Arc<AtomicBool>)>,
     /// Readable when a signal arrived (signal-hook's pipe handler writes
     /// to its other end).
     wake: std::os::unix::net::UnixStream,
     _wake_write: std::os::unix::net::UnixStream,
+    /// As PID 1: SIGCHLD (blocked in every thread), read here, so that
+    /// orphans are reaped as they exit without a thread of their own.
+    children: Option<OwnedFd>,
     /// When each ignored signal was last logged.
     last_logged: Vec<(libc::c_int, std::time::Instant)>,
 }
 
 /// Installs the handlers for every signal above. Call before starting any
 /// probe, so that a signal at any moment after start-up is honoured (it
-/// waits, pending, until the dispatcher runs).
+/// waits, flagged, until the dispatcher runs).
 pub fn exit_signals() -> io::Result<Signals> {
-    let all: Vec<libc::c_int> = STOP_SIGNALS
-        .iter()
-        .chain(&IGNORED_SIGNALS)
-        .copied()
-        .collect();
-    let signals = signal_hook::iterator::Signals::new(&all)?;
     let (wake, wake_write) = std::os::unix::net::UnixStream::pair()?;
     wake.set_nonblocking(true)?;
-    for &signal in &all {
+    let mut arrived = Vec::new();
+    for &signal in STOP_SIGNALS.iter().chain(&IGNORED_SIGNALS) {
+        // The flag first: the handlers run in this order, so a wake-up
+        // always finds its flag set.
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
         signal_hook::low_level::pipe::register_raw(signal, wake_write.as_raw_fd())?;
+        arrived.push((signal, flag));
     }
+    let children = if std::process::id() == 1 {
+        // SAFETY: sigset_t is plain data, filled in by sigemptyset.
+        let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid sigset pointers; the descriptor is owned right away.
+        let fd = check(unsafe {
+            libc::sigemptyset(&mut mask);
+            libc::sigaddset(&mut mask, libc::SIGCHLD);
+            libc::signalfd(-1, &mask, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
+        })?;
+        // SAFETY: a fresh descriptor nothing else owns.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    } else {
+        None
+    };
     Ok(Signals {
-        signals,
+        arrived,
         wake,
         _wake_write: wake_write,
+        children,
         last_logged: Vec::new(),
     })
 }
 
 impl Signals {
-    /// Readable when a signal has arrived.
-    pub fn fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
+    /// Readable when a signal has arrived: the wake-up pipe and, as PID 1,
+    /// the SIGCHLD signalfd.
+    pub fn fds(&self) -> Vec<RawFd> {
+        let children = self.children.as_ref().map(|fd| fd.as_raw_fd());
+        std::iter::once(self.wake.as_raw_fd())
+            .chain(children)
+            .collect()
     }
 
     /// Acts on the signals that arrived: a stop signal kills every probe
     /// group and exits 0. Ignored signals are logged, each at most once a
     /// second: a SIGPIPE from a vanished log reader must not turn into a
-    /// loop of log lines.
+    /// loop of log lines. As PID 1, exited children are reaped (orphans
+    /// included). Harmless when nothing arrived.
     pub fn handle(&mut self, children: &Children) {
-        let mut drain = [0u8; 64];
+        let mut drain = [0u8; 128];
+        // Drained before the flags are read: a signal after this leaves a
+        // byte for the next wake-up.
         while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
-        for signal in self.signals.pending() {
+        if let Some(fd) = &self.children {
+            // Drained before reaping: an exit after the last look raises
+            // SIGCHLD again, so none is missed.
+            // SAFETY: drain is a valid buffer of its length.
+            while unsafe { libc::read(fd.as_raw_fd(), drain.as_mut_ptr().cast(), drain.len()) } > 0
+            {
+            }
+            children.reap_exited_now();
+        }
+        for (signal, flag) in &self.arrived {
+            if !flag.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let signal = *signal;
             if STOP_SIGNALS.contains(&signal) {
                 crate::info!(
                     "received {}; stopping probes and exiting",
@@ -755,6 +790,14 @@ fn signal_name(signal: libc::c_int) -> String {
         _ => return format!("signal {signal}"),
     };
     name.to_string()
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 #[cfg(test)]
@@ -850,7 +893,6 @@ mod tests {
         );
         table.end_spawn(later, Some(5));
         assert_eq!(table.exited(5, horizon), Exited::Running);
-        assert_eq!(table.registered, 1);
     }
 
     #[test]

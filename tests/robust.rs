@@ -306,6 +306,11 @@ fn as_pid1_orphans_are_reaped_and_exit_statuses_kept() {
     for line in failure_lines {
         assert!(line.contains("error exit status 3"), "{line}");
     }
+    // Reaping needs no thread of its own: as many threads as not PID 1.
+    let threads = std::fs::read_dir(format!("/proc/{inner}/task"))
+        .unwrap()
+        .count();
+    assert!(threads <= 7, "{threads} threads as PID 1 with one probe");
 }
 
 #[test]

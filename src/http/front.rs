@@ -333,19 +333,15 @@ impl Front {
         )
     }
 
-    /// Dispatches until the process exits. `signals` are watched too: when
-    /// its descriptor is readable, `on_signal` is called.
-    pub fn run(mut self, signal_fd: RawFd, mut on_signal: impl FnMut()) -> ! {
-        if let Err(e) = control(
-            &self.epoll,
-            libc::EPOLL_CTL_ADD,
-            signal_fd,
-            SIGNALS,
-            libc::EPOLLIN,
-        ) {
-            // Signals would go unheard: nothing can stop us cleanly.
-            error!("http: cannot watch for signals: {e}");
-            std::process::exit(1);
+    /// Dispatches until the process exits. `signal_fds` are watched too:
+    /// when one is readable, and every tick, `on_signal` is called.
+    pub fn run(mut self, signal_fds: &[RawFd], mut on_signal: impl FnMut()) -> ! {
+        for &fd in signal_fds {
+            if let Err(e) = control(&self.epoll, libc::EPOLL_CTL_ADD, fd, SIGNALS, libc::EPOLLIN) {
+                // Signals would go unheard: nothing could stop us cleanly.
+                error!("http: cannot watch for signals: {e}");
+                self.own.shared.children.kill_all_and_exit(1);
+            }
         }
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut next_tick = Instant::now() + TICK;
@@ -405,6 +401,9 @@ impl Front {
             }
             if now >= next_tick {
                 self.tick(now);
+                // Also each tick: a retry for whatever a wake-up left (an
+                // exit that could not be reaped at its SIGCHLD).
+                on_signal();
                 next_tick = now + TICK;
             }
         }

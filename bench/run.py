@@ -260,14 +260,64 @@ def free_port():
         return s.getsockname()[1]
 
 
-def bench_http(binary, bare, seconds):
+def bench_http(binary, bare, seconds, rounds=3):
+    """Keep-alive: the server, bare tiny_http and the C floor, `rounds`
+    times each, alternating (these figures drift with the machine; the
+    median of each is printed). Then connection per request, once each."""
+    floor = build_floor("http_floor")
+    ours, bares, floors = [], [], []
+    peak = 0
+    for _ in range(rounds):
+        proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
+        try:
+            time.sleep(0.5)
+            ours.append(wrk(f"http://127.0.0.1:{port}/healthz", seconds))
+            peak = max(peak, status_kb(proc.pid, "VmHWM"))
+        finally:
+            proc.kill()
+            proc.wait()
+        bare_port = free_port()
+        bare_proc = subprocess.Popen([bare, str(bare_port)])
+        try:
+            wait_port(bare_port)
+            bares.append(wrk(f"http://127.0.0.1:{bare_port}/", seconds))
+        finally:
+            bare_proc.kill()
+            bare_proc.wait()
+        if floor:
+            floor_port = free_port()
+            floor_proc = subprocess.Popen([floor, str(floor_port)])
+            try:
+                wait_port(floor_port)
+                floors.append(wrk(f"http://127.0.0.1:{floor_port}/", seconds))
+            finally:
+                floor_proc.kill()
+                floor_proc.wait()
+
+    def median(runs, i):
+        return statistics.median(run[i] for run in runs)
+
+    def each(runs, i, fmt):
+        return ", ".join(fmt.format(run[i]) for run in runs)
+
+    rps_ka, p99_ka, bare_ka = median(ours, 0), median(ours, 1), median(bares, 0)
+    figure(f"keep-alive, 50 connections: req/s, median of {rounds}", f"{rps_ka:.0f} ({each(ours, 0, '{:.0f}')})")
+    figure(f"keep-alive, 50 connections: p99, median of {rounds}", f"{p99_ka:.2f}", f"ms ({each(ours, 1, '{:.2f}')})")
+    figure("peak RSS under 50 keep-alive connections", peak, "kB")
+    figure(f"bare tiny_http, keep-alive: req/s, median of {rounds}",
+           f"{bare_ka:.0f} ({each(bares, 0, '{:.0f}')}; p99 {each(bares, 1, '{:.2f}')} ms)")
+    figure("ratio to bare tiny_http, keep-alive (of the medians)", f"{rps_ka / bare_ka:.2f}")
+    figure("  each round", each([(o[0] / b[0],) for o, b in zip(ours, bares)], 0, "{:.2f}"))
+    if floor:
+        floor_ka = median(floors, 0)
+        figure(f"  floor (bench/http_floor.c, one C epoll loop, canned answer), keep-alive: req/s, median of {rounds}",
+               f"{floor_ka:.0f} (p99 {each(floors, 1, '{:.2f}')} ms; {floor_ka / bare_ka:.2f}x bare; "
+               f"ours {rps_ka / floor_ka:.2f}x the floor)")
+
     proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
-    url = f"http://127.0.0.1:{port}/healthz"
     try:
         time.sleep(0.5)
-        rps_ka, p99_ka = wrk(url, seconds)
-        peak = status_kb(proc.pid, "VmHWM")
-        rps_close, p99_close = wrk(url, seconds, close=True)
+        rps_close, p99_close = wrk(f"http://127.0.0.1:{port}/healthz", seconds, close=True)
         peak_close = status_kb(proc.pid, "VmHWM")
     finally:
         proc.kill()
@@ -276,30 +326,10 @@ def bench_http(binary, bare, seconds):
     bare_proc = subprocess.Popen([bare, str(bare_port)])
     try:
         wait_port(bare_port)
-        bare_ka, bare_p99 = wrk(f"http://127.0.0.1:{bare_port}/", seconds)
         bare_close, _ = wrk(f"http://127.0.0.1:{bare_port}/", seconds, close=True)
     finally:
         bare_proc.kill()
         bare_proc.wait()
-    floor = build_floor("http_floor")
-    if floor:
-        floor_port = free_port()
-        floor_proc = subprocess.Popen([floor, str(floor_port)])
-        try:
-            wait_port(floor_port)
-            floor_ka, floor_p99 = wrk(f"http://127.0.0.1:{floor_port}/", seconds)
-        finally:
-            floor_proc.kill()
-            floor_proc.wait()
-    figure("keep-alive, 50 connections: req/s", f"{rps_ka:.0f}")
-    figure("keep-alive, 50 connections: p99", f"{p99_ka:.2f}", "ms")
-    figure("peak RSS under 50 keep-alive connections", peak, "kB")
-    figure("bare tiny_http, keep-alive: req/s", f"{bare_ka:.0f} (p99 {bare_p99:.2f} ms)")
-    figure("ratio to bare tiny_http, keep-alive", f"{rps_ka / bare_ka:.2f}")
-    if floor:
-        figure("  floor (bench/http_floor.c, one C epoll loop, canned answer), keep-alive: req/s",
-               f"{floor_ka:.0f} (p99 {floor_p99:.2f} ms; {floor_ka / bare_ka:.2f}x bare; "
-               f"ours {rps_ka / floor_ka:.2f}x the floor)")
     figure("connection per request, 50 clients: req/s", f"{rps_close:.0f}")
     figure("connection per request: p99", f"{p99_close:.2f}", "ms")
     figure("peak RSS after connection-per-request load", peak_close, "kB")

@@ -121,7 +121,7 @@ def build_floor(name):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     for cc in ["cc", "gcc", "clang"]:
         try:
-            subprocess.run([cc, "-O2", "-o", out, os.path.join(here, f"{name}.c")], check=True)
+            subprocess.run([cc, "-O2", "-pthread", "-o", out, os.path.join(here, f"{name}.c")], check=True)
             return out
         except (OSError, subprocess.CalledProcessError):
             continue
@@ -265,7 +265,7 @@ def bench_http(binary, bare, seconds, rounds=3):
     times each, alternating (these figures drift with the machine; the
     median of each is printed). Then connection per request, once each."""
     floor = build_floor("http_floor")
-    ours, bares, floors = [], [], []
+    ours, bares, floors, shaped = [], [], [], []
     peak = 0
     for _ in range(rounds):
         proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
@@ -284,12 +284,12 @@ def bench_http(binary, bare, seconds, rounds=3):
         finally:
             bare_proc.kill()
             bare_proc.wait()
-        if floor:
+        for workers, runs in [("0", floors), ("3", shaped)] if floor else []:
             floor_port = free_port()
-            floor_proc = subprocess.Popen([floor, str(floor_port)])
+            floor_proc = subprocess.Popen([floor, str(floor_port), workers])
             try:
                 wait_port(floor_port)
-                floors.append(wrk(f"http://127.0.0.1:{floor_port}/", seconds))
+                runs.append(wrk(f"http://127.0.0.1:{floor_port}/", seconds))
             finally:
                 floor_proc.kill()
                 floor_proc.wait()
@@ -313,6 +313,10 @@ def bench_http(binary, bare, seconds, rounds=3):
         figure(f"  floor (bench/http_floor.c, one C epoll loop, canned answer), keep-alive: req/s, median of {rounds}",
                f"{floor_ka:.0f} (p99 {each(floors, 1, '{:.2f}')} ms; {floor_ka / bare_ka:.2f}x bare; "
                f"ours {rps_ka / floor_ka:.2f}x the floor)")
+        shaped_ka = median(shaped, 0)
+        figure(f"  floor in the server's shape (a dispatcher, 3 workers), keep-alive: req/s, median of {rounds}",
+               f"{shaped_ka:.0f} (p99 median {median(shaped, 1):.2f} ms: {each(shaped, 1, '{:.2f}')}; "
+               f"ours {rps_ka / shaped_ka:.2f}x)")
 
     proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
     try:

@@ -28,14 +28,15 @@ use crate::results::{Policy, Probe};
 
 /// Workers that answer, beside the dispatcher. Measured with `make bench`
 /// on the 2-core machine (wrk, 2 threads, 50 keep-alive connections): one
-/// loop doing everything 58k to 68k req/s at p99 3.5 to 4.5 ms (a client
-/// thread sharing a core with the busy loop waits up to a tick); the same
-/// loop handing ready connections to workers: (see docs/http-front.md).
-/// Three is what the tail needed; with the dispatcher on the main thread
-/// that is 7 threads with one probe.
+/// loop doing everything 58k to 68k req/s at p99 3.1 to 4.5 ms (a client
+/// thread sharing a core with the busy loop waits up to a tick); the
+/// dispatcher with three workers as fast at p99 1.6 to 2.9 ms. In C, two
+/// workers gave p99 1.9 to 3.1 ms, three 1.1 to 1.9, four 1.6 to 3.0 (see
+/// docs/http-front.md). With the dispatcher on the main thread, three make
+/// 7 threads with one probe.
 const WORKERS: usize = 3;
 
-/// What every loop reads to answer.
+/// What every worker reads to answer.
 pub struct Shared {
     pub probes: Arc<Vec<Probe>>,
     pub children: Arc<Children>,

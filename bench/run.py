@@ -260,39 +260,44 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wrk_server(binary, seconds, close=False):
+    """(req/s, p99 ms, peak RSS kB) of a fresh server with one probe."""
+    proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
+    try:
+        time.sleep(0.5)
+        rps, p99 = wrk(f"http://127.0.0.1:{port}/healthz", seconds, close)
+        return rps, p99, status_kb(proc.pid, "VmHWM")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wrk_other(argv, seconds, close=False):
+    """(req/s, p99 ms) of a comparison server: `argv` is its program and
+    the arguments that follow its port (`PROGRAM PORT ARGS...`)."""
+    port = free_port()
+    proc = subprocess.Popen([argv[0], str(port), *argv[1:]])
+    try:
+        wait_port(port)
+        return wrk(f"http://127.0.0.1:{port}/", seconds, close)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def bench_http(binary, bare, seconds, rounds=3):
     """Keep-alive: the server, bare tiny_http and the C floor, `rounds`
     times each, alternating (these figures drift with the machine; the
     median of each is printed). Then connection per request, once each."""
     floor = build_floor("http_floor")
     ours, bares, floors, shaped = [], [], [], []
-    peak = 0
     for _ in range(rounds):
-        proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
-        try:
-            time.sleep(0.5)
-            ours.append(wrk(f"http://127.0.0.1:{port}/healthz", seconds))
-            peak = max(peak, status_kb(proc.pid, "VmHWM"))
-        finally:
-            proc.kill()
-            proc.wait()
-        bare_port = free_port()
-        bare_proc = subprocess.Popen([bare, str(bare_port)])
-        try:
-            wait_port(bare_port)
-            bares.append(wrk(f"http://127.0.0.1:{bare_port}/", seconds))
-        finally:
-            bare_proc.kill()
-            bare_proc.wait()
-        for workers, runs in [("0", floors), ("3", shaped)] if floor else []:
-            floor_port = free_port()
-            floor_proc = subprocess.Popen([floor, str(floor_port), workers])
-            try:
-                wait_port(floor_port)
-                runs.append(wrk(f"http://127.0.0.1:{floor_port}/", seconds))
-            finally:
-                floor_proc.kill()
-                floor_proc.wait()
+        ours.append(wrk_server(binary, seconds))
+        bares.append(wrk_other([bare], seconds))
+        if floor:
+            floors.append(wrk_other([floor, "0"], seconds))
+            shaped.append(wrk_other([floor, "3"], seconds))
+    peak = max(run[2] for run in ours)
 
     def median(runs, i):
         return statistics.median(run[i] for run in runs)
@@ -318,22 +323,8 @@ def bench_http(binary, bare, seconds, rounds=3):
                f"{shaped_ka:.0f} (p99 median {median(shaped, 1):.2f} ms: {each(shaped, 1, '{:.2f}')}; "
                f"ours {rps_ka / shaped_ka:.2f}x)")
 
-    proc, port = start(binary, ["--quiet", "--cmd=true", "--period=2s"])
-    try:
-        time.sleep(0.5)
-        rps_close, p99_close = wrk(f"http://127.0.0.1:{port}/healthz", seconds, close=True)
-        peak_close = status_kb(proc.pid, "VmHWM")
-    finally:
-        proc.kill()
-        proc.wait()
-    bare_port = free_port()
-    bare_proc = subprocess.Popen([bare, str(bare_port)])
-    try:
-        wait_port(bare_port)
-        bare_close, _ = wrk(f"http://127.0.0.1:{bare_port}/", seconds, close=True)
-    finally:
-        bare_proc.kill()
-        bare_proc.wait()
+    rps_close, p99_close, peak_close = wrk_server(binary, seconds, close=True)
+    bare_close, _ = wrk_other([bare], seconds, close=True)
     figure("connection per request, 50 clients: req/s", f"{rps_close:.0f}")
     figure("connection per request: p99", f"{p99_close:.2f}", "ms")
     figure("peak RSS after connection-per-request load", peak_close, "kB")

@@ -2,12 +2,13 @@
 //!
 //! A built-in check (`check`) runs in the probe thread itself. A command
 //! runs as `sh -c CMD` (or as `--shell` says) in its own process group, stdout and stderr sharing
-//! one pipe. The probe thread `poll`s that pipe together with a wake pipe the
-//! reaper writes to when the command exits, so a single thread keeps the
-//! output bounded (the rest is read and thrown away: the command never blocks
-//! on a full pipe), notices the exit, and enforces the timeout by killing the
+//! one pipe. The probe thread `poll`s that pipe together with the command's
+//! pidfd (readable when it exits), so a single thread keeps the output
+//! bounded (the rest is read and thrown away: the command never blocks on a
+//! full pipe), notices the exit, and enforces the timeout by killing the
 //! whole group. Runs of one probe never overlap. This module never calls
-//! `wait` (the reaper in `process` owns that) and never touches HTTP.
+//! `wait` itself (`process` reaps, under its table lock) and never touches
+//! HTTP.
 
 use std::io::{self, PipeReader, Read};
 use std::os::fd::AsRawFd;

@@ -792,7 +792,8 @@ fn signal_name(signal: libc::c_int) -> String {
     name.to_string()
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+/// A libc return code as a result: -1 is the error in `errno`.
+pub fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
         Err(io::Error::last_os_error())
     } else {

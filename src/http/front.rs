@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Ctx, Next, Timeouts};
 use super::{Shared, routes};
+use crate::process::check;
 use crate::{error, info};
 
 /// How often deadlines are checked (and their granularity).
@@ -250,7 +251,7 @@ impl<C> State<C> {
 /// listener, accepts, and queues each ready connection for a worker.
 pub struct Front {
     epoll: Arc<OwnedFd>,
-    listener: Arc<TcpListener>,
+    listener: TcpListener,
     accept_paused_until: Option<Instant>,
     table: Arc<Table>,
     timeouts: Timeouts,
@@ -310,7 +311,7 @@ impl Front {
         }
         let mut front = Front {
             epoll,
-            listener: Arc::new(listener),
+            listener,
             accept_paused_until: None,
             table,
             timeouts,
@@ -687,14 +688,6 @@ fn interest(writing: bool) -> libc::c_int {
 
 fn forget(epoll: &OwnedFd, fd: RawFd) {
     let _ = control(epoll, libc::EPOLL_CTL_DEL, fd, 0, 0);
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 #[cfg(test)]

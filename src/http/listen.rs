@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::info;
+use crate::process::check;
 
 /// Binds `address:port`; with no address, `[::]` accepting IPv4 too, or
 /// `0.0.0.0` where the host has no IPv6.
@@ -67,14 +68,6 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
     // SAFETY: plain syscall on a bound socket.
     check(unsafe { libc::listen(fd, 1024) })?;
     Ok(TcpListener::from(owned))
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 fn set_option(fd: libc::c_int, level: libc::c_int, name: libc::c_int, on: bool) -> io::Result<()> {

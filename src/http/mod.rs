@@ -55,10 +55,6 @@ pub fn start(
 ) -> io::Result<(SocketAddr, Front)> {
     let address = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let workers = std::env::var("EXH_W")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(WORKERS);
-    let front = Front::new(listener, shared, timeouts, workers)?;
+    let front = Front::new(listener, shared, timeouts, WORKERS)?;
     Ok((address, front))
 }

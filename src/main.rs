@@ -150,7 +150,11 @@ fn start(
     };
     // Before the event loop starts accepting: it would take descriptors too.
     process::check_descriptors(probes.len())?;
-    let (address, front) = http::start(listener, Arc::new(shared), timeouts)
+    // Clients get what the probes' runs leave: a probe never fails to
+    // start its command for want of a descriptor because of them.
+    let connections = process::connection_cap(probes.len());
+    info!("serving at most {connections} client connections at once");
+    let (address, front) = http::start(listener, Arc::new(shared), timeouts, connections)
         .map_err(|e| format!("cannot start the HTTP server: {}", process::spawn_error(&e)))?;
     log::always(
         format_args!(

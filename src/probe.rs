@@ -189,7 +189,7 @@ impl Runner<'_> {
             finished: SystemTime::now(),
             finished_at,
             duration: finished_at - started,
-            output: capture.kept,
+            output: capture.kept.into(),
             discarded: capture.discarded,
             outcome,
         }

@@ -633,6 +633,25 @@ pub fn check_descriptors(probes: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// How many client connections may be open at once: the descriptor limit
+/// less those open now, those `probes` probes' runs need at once, the
+/// HTTP side's own (its epoll set and spare) and one to accept a connection
+/// past the cap and close it.
+pub fn connection_cap(probes: usize) -> usize {
+    // SAFETY: plain syscall with a valid out-pointer.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        error!("getrlimit(NOFILE): {}", io::Error::last_os_error());
+        return 1;
+    }
+    let limit = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    // Without /proc (a bare chroot), a generous guess.
+    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |entries| entries.count());
+    let reserved = open + DESCRIPTORS_PER_PROBE * probes + DESCRIPTORS_TO_SERVE;
+    limit.saturating_sub(reserved).max(1)
+}
+
 /// Raises the soft limit on open descriptors to the hard limit, as Go's
 /// runtime does: every client connection costs one. Failure is logged and
 /// left: the front survives running out anyway.

@@ -5,7 +5,7 @@
 //! state sits behind its own `Mutex`, held only to copy or replace a few
 //! fields: never across a command run, a socket write or a log write.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::duration;
@@ -21,8 +21,9 @@ pub struct Run {
     /// Monotonic time it finished, for staleness.
     pub finished_at: Instant,
     pub duration: Duration,
-    /// Combined stdout and stderr, at most `--max-output` bytes.
-    pub output: Vec<u8>,
+    /// Combined stdout and stderr, at most `--max-output` bytes; shared
+    /// with the answers being written (`--output`).
+    pub output: Arc<[u8]>,
     /// Bytes the command wrote beyond `output`, thrown away.
     pub discarded: u64,
     pub outcome: Outcome,
@@ -37,7 +38,7 @@ impl Run {
             finished: self.finished,
             finished_at: self.finished_at,
             duration: self.duration,
-            output: self.output[..kept].to_vec(),
+            output: self.output[..kept].into(),
             discarded: self.discarded + (self.output.len() - kept) as u64,
             outcome: self.outcome.clone(),
         }
@@ -101,13 +102,18 @@ struct State {
     timeouts: u64,
     /// Whether the watchdog already reported the current stale spell.
     stale_reported: bool,
+    /// The last 503 answer made, and whether it was the stale one: the
+    /// same until the next run is recorded, so every client that asks
+    /// meanwhile shares its bytes.
+    unavailable: Option<(bool, Arc<[u8]>)>,
 }
 
-/// An HTTP answer for a probe URL: status and body.
+/// An HTTP answer for a probe URL: status and body (shared: the same
+/// bytes for every request until the next run).
 #[derive(Debug, PartialEq)]
 pub struct Answer {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Arc<[u8]>,
 }
 
 /// What changed when a run was recorded, for the log.
@@ -133,6 +139,7 @@ impl Probe {
                 failures: 0,
                 timeouts: 0,
                 stale_reported: false,
+                unavailable: None,
             }),
         }
     }
@@ -153,6 +160,18 @@ impl Probe {
         let from = state.verdict;
         state.running_since = None;
         state.stale_reported = false;
+        state.unavailable = None;
+        // An output like the last one (a status page, a fixed text) is
+        // kept as the same bytes, so answers still being written with the
+        // old one share them with the new.
+        let mut run = run;
+        if let Some(same) = [&state.last_success, &state.last_failure]
+            .into_iter()
+            .flatten()
+            .find(|old| old.output == run.output)
+        {
+            run.output = Arc::clone(&same.output);
+        }
         state.runs += 1;
         if run.outcome.timed_out() {
             state.timeouts += 1;
@@ -181,14 +200,36 @@ impl Probe {
 
     /// The answer for a request arriving at `now`.
     pub fn answer(&self, now: Instant, policy: &Policy) -> Answer {
-        let state = self.state();
+        let mut state = self.state();
+        let stale = latest(&state)
+            .is_some_and(|run| now.saturating_duration_since(run.finished_at) > policy.latency);
+        let ok = state.verdict == Verdict::Passing && !stale;
+        if ok {
+            let body = if policy.output {
+                let success = state.last_success.as_ref().expect("passing");
+                Arc::clone(&success.output)
+            } else {
+                Arc::from(&b"ok"[..])
+            };
+            return Answer { status: 200, body };
+        }
+        if let Some((_, body)) = state.unavailable.as_ref().filter(|(s, _)| *s == stale) {
+            return Answer {
+                status: 503,
+                body: Arc::clone(body),
+            };
+        }
+        let body: Arc<[u8]> = self.unavailable(&state, policy).into_bytes().into();
+        state.unavailable = Some((stale, Arc::clone(&body)));
+        Answer { status: 503, body }
+    }
+
+    /// The 503 message for the state, as the original words it.
+    fn unavailable(&self, state: &State, policy: &Policy) -> String {
         let url = &self.spec.url;
         // Go's `http.Error`, which wrote the original's 503s, ends the
         // message with a line break.
-        let unavailable = |message: String| Answer {
-            status: 503,
-            body: format!("{message}\n").into_bytes(),
-        };
+        let unavailable = |message: String| format!("{message}\n");
         match state.verdict {
             Verdict::Pending => {
                 let progress = match (&state.last_failure, &state.last_success) {
@@ -223,20 +264,12 @@ impl Probe {
                 unavailable(message)
             }
             Verdict::Passing => {
-                let latest = latest(&state).expect("a passing probe has a run");
-                if now.saturating_duration_since(latest.finished_at) > policy.latency {
-                    return unavailable(format!(
-                        "Latest result too old to be useful: {}.",
-                        latest.describe()
-                    ));
-                }
-                let body = if policy.output {
-                    let success = state.last_success.as_ref().expect("passing");
-                    success.output.clone()
-                } else {
-                    b"ok".to_vec()
-                };
-                Answer { status: 200, body }
+                // Stale: `answer` made the 200 otherwise.
+                let latest = latest(state).expect("a passing probe has a run");
+                unavailable(format!(
+                    "Latest result too old to be useful: {}.",
+                    latest.describe()
+                ))
             }
         }
     }
@@ -345,7 +378,7 @@ mod tests {
             finished: SystemTime::UNIX_EPOCH,
             finished_at: Instant::now(),
             duration: Duration::from_millis(1),
-            output: output.as_bytes().to_vec(),
+            output: output.as_bytes().into(),
             discarded: 0,
             outcome,
         }
@@ -363,7 +396,7 @@ mod tests {
     }
 
     fn body(answer: &Answer) -> String {
-        String::from_utf8(answer.body.clone()).unwrap()
+        String::from_utf8(answer.body.to_vec()).unwrap()
     }
 
     #[test]
@@ -438,5 +471,37 @@ mod tests {
         };
         p.record(run(Outcome::Exited(0), "all good\n"), &pol);
         assert_eq!(body(&p.answer(Instant::now(), &pol)), "all good\n");
+    }
+
+    #[test]
+    fn answers_share_their_bytes_until_the_next_run() {
+        let p = probe();
+        let pol = Policy {
+            output: true,
+            ..policy(1, 1)
+        };
+        p.record(run(Outcome::Exited(0), "same"), &pol);
+        let first = p.answer(Instant::now(), &pol);
+        // The same output again: the same bytes, shared with answers
+        // still being written.
+        p.record(run(Outcome::Exited(0), "same"), &pol);
+        let second = p.answer(Instant::now(), &pol);
+        assert!(Arc::ptr_eq(&first.body, &second.body));
+        p.record(run(Outcome::Exited(0), "other"), &pol);
+        assert!(!Arc::ptr_eq(
+            &first.body,
+            &p.answer(Instant::now(), &pol).body
+        ));
+
+        // A 503 is made once per run, whoever asks.
+        p.record(run(Outcome::Exited(1), "bad"), &pol);
+        let a = p.answer(Instant::now(), &pol);
+        let b = p.answer(Instant::now(), &pol);
+        assert_eq!(a.status, 503);
+        assert!(Arc::ptr_eq(&a.body, &b.body));
+        p.record(run(Outcome::Exited(1), "bad"), &pol);
+        let c = p.answer(Instant::now(), &pol);
+        assert!(!Arc::ptr_eq(&a.body, &c.body), "made anew after a run");
+        assert_eq!(a.body, c.body);
     }
 }

@@ -10,10 +10,17 @@
 //!
 //! Memory per connection is bounded: input is read only while a head (at
 //! most `MAX_HEAD`) or its body (at most `MAX_BODY`) is incomplete, and one
-//! answer is written at a time.
+//! answer is written at a time. The bytes of answers waiting to be written
+//! are counted across all connections (`held`), so that the caller can
+//! make a request wait (`Ask` answered with `None`) while they are many.
+//!
+//! Fair: a connection is given at most `TURN` answers per call; with more
+//! requests waiting it says `Next::Yield`, to go to the back of the queue.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::head::{self, Head, Reject, Scan};
@@ -37,6 +44,26 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 /// `/quit` waits at most this long for its answer to leave.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
+/// Answers one call gives a connection before it yields to the others:
+/// a client pipelining thousands of requests gets a few, then waits its
+/// turn behind every other ready connection (a turn of 4 small answers is
+/// about 20 µs of work).
+const TURN: usize = 4;
+/// A new connection is not counted idle (to be closed for room) before
+/// this: a client that connects sends its request at once, but it may be
+/// read only after others accepted in the same burst.
+const FRESH: Duration = Duration::from_millis(250);
+/// A request told to wait (`Ask` answered `None`) is asked again after this.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// Bytes of answers being written, across all connections: what each holds
+/// of its own (a head, a body made for it), not bodies shared with others.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of answers waiting to be written now, across all connections.
+pub fn held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
 
 /// What the connection asks its caller for.
 #[derive(Debug)]
@@ -47,21 +74,85 @@ pub enum Ask<'a> {
     Refuse(Reject),
 }
 
-/// A serialized response, and whether the process is to exit once it is
-/// out (`/quit`).
+/// A serialized response: `bytes` (its head, and its body when small),
+/// then `body` if it has one of its own, which may be shared with other
+/// connections (written as is, never copied); and whether the process is
+/// to exit once it is out (`/quit`).
 #[derive(Debug)]
 pub struct Answer {
     pub bytes: Vec<u8>,
+    pub body: Option<Arc<[u8]>>,
     pub quit: bool,
 }
 
 /// What the event loop does with the connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
+    /// Wait for the next event or deadline (`wants` says which events).
     Keep,
+    /// More requests are waiting, but this connection had its turn: queue
+    /// it behind the others, to be called again with no new event.
+    Yield,
     Close,
     /// The `/quit` answer is out (or its client gone): exit the process.
     Quit,
+}
+
+/// What the socket is to be watched for until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Input (or the client's half-close).
+    Read,
+    /// Room to write: an answer is half written. Input is not watched
+    /// meanwhile (it would be reported again and again, unread).
+    Write,
+    /// Nothing but errors: a request waits for its answer (`RETRY`).
+    Nothing,
+}
+
+/// An answer being written, and how far; its own bytes are counted in
+/// `HELD` while it lives.
+struct Out {
+    bytes: Vec<u8>,
+    body: Option<Arc<[u8]>>,
+    written: usize,
+    counted: usize,
+}
+
+impl Out {
+    fn new(answer: Answer) -> Out {
+        // A body no one else holds is this connection's own.
+        let own_body = answer
+            .body
+            .as_ref()
+            .filter(|body| Arc::strong_count(body) == 1)
+            .map_or(0, |body| body.len());
+        let counted = answer.bytes.len() + own_body;
+        HELD.fetch_add(counted, Ordering::Relaxed);
+        Out {
+            bytes: answer.bytes,
+            body: answer.body,
+            written: 0,
+            counted,
+        }
+    }
+
+    /// What is left to write: of the bytes, of the body.
+    fn left(&self) -> (&[u8], &[u8]) {
+        let bytes = &self.bytes[self.written.min(self.bytes.len())..];
+        let body = self.body.as_deref().unwrap_or(&[]);
+        let body = &body[self
+            .written
+            .saturating_sub(self.bytes.len())
+            .min(body.len())..];
+        (bytes, body)
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.counted, Ordering::Relaxed);
+    }
 }
 
 /// A socket that can be half-closed.
@@ -83,7 +174,9 @@ pub struct Ctx<'a> {
     /// Where reads land before they are appended to the input (a loop's
     /// buffer, so no connection keeps one).
     pub scratch: &'a mut [u8],
-    pub respond: &'a mut dyn FnMut(Ask) -> Answer,
+    /// The answer, or `None` for a request that must wait (too many bytes
+    /// of answers are being written); a refusal is always answered.
+    pub respond: &'a mut dyn FnMut(Ask) -> Option<Answer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,8 +202,14 @@ pub struct Conn<S> {
     phase: Phase,
     /// The parsed head while its body arrives.
     head: Option<Head>,
-    out: Vec<u8>,
-    written: usize,
+    /// The answer being written.
+    out: Option<Out>,
+    /// Since when the complete request waits for its answer (`Ask`
+    /// answered with `None`), if it does.
+    waiting: Option<Instant>,
+    /// When it last began to wait for a request: answered, or accepted
+    /// and then `FRESH` later (its first request is surely on its way).
+    idle_since: Instant,
     deadline: Instant,
     /// The socket may hold input not read yet: an edge came and no read
     /// since came back short or would have blocked.
@@ -141,8 +240,9 @@ impl<S: Stream> Conn<S> {
             scan: Scan::default(),
             phase: Phase::Head { started: false },
             head: None,
-            out: Vec::new(),
-            written: 0,
+            out: None,
+            waiting: None,
+            idle_since: now + FRESH,
             deadline: now + timeouts.head,
             unread: false,
             hangup: false,
@@ -170,9 +270,26 @@ impl<S: Stream> Conn<S> {
         matches!(self.phase, Phase::Lingering { .. })
     }
 
-    /// An answer is half written: the socket's writability matters.
-    pub fn writing(&self) -> bool {
-        self.phase == Phase::Writing
+    /// What the socket is to be watched for until the next call.
+    pub fn wants(&self) -> Want {
+        if self.phase == Phase::Writing {
+            Want::Write
+        } else if self.waiting.is_some() {
+            Want::Nothing
+        } else {
+            Want::Read
+        }
+    }
+
+    /// Since when it has waited for a request with none begun, if it has:
+    /// it may then be closed to make room for another client (RFC 9112
+    /// 9.6 lets a server close an idle connection at any time).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let idle = self.phase == (Phase::Head { started: false })
+            && self.input.is_empty()
+            && !self.unread
+            && !self.hangup;
+        idle.then_some(self.idle_since)
     }
 
     /// A readiness event: `readable` when input, a hang-up or an error was
@@ -188,6 +305,10 @@ impl<S: Stream> Conn<S> {
     pub fn on_tick(&mut self, ctx: &mut Ctx) -> Next {
         if ctx.now < self.deadline {
             return Next::Keep;
+        }
+        if self.waiting.is_some() {
+            // Asked again: answered now, or waits on.
+            return self.drive(ctx);
         }
         match self.phase {
             Phase::Head { started: true } | Phase::Body { .. } => {
@@ -207,6 +328,7 @@ impl<S: Stream> Conn<S> {
     }
 
     fn drive(&mut self, ctx: &mut Ctx) -> Next {
+        let mut answered = 0;
         loop {
             match self.phase {
                 Phase::Writing => {
@@ -228,7 +350,11 @@ impl<S: Stream> Conn<S> {
                         self.deadline = ctx.now + LINGER;
                         self.input = Vec::new();
                     } else if self.input.is_empty() {
+                        if self.input.capacity() > 4096 {
+                            self.input = Vec::new();
+                        }
                         self.phase = Phase::Head { started: false };
+                        self.idle_since = ctx.now;
                         self.deadline = ctx.now + ctx.timeouts.idle;
                     } else {
                         // A pipelined request is already here.
@@ -249,8 +375,16 @@ impl<S: Stream> Conn<S> {
                     };
                 }
                 Phase::Head { .. } | Phase::Body { .. } => {
+                    if answered >= TURN && (!self.input.is_empty() || self.unread) {
+                        return Next::Yield;
+                    }
                     if self.advance(ctx) {
+                        answered += 1;
                         continue;
+                    }
+                    if self.waiting.is_some() {
+                        // Not read meanwhile: one request at a time.
+                        return Next::Keep;
                     }
                     // Half-closed with no complete request pending: Close.
                     let n = match self.next_read(ctx.scratch) {
@@ -338,25 +472,65 @@ impl<S: Stream> Conn<S> {
         let Phase::Body { head_len, length } = self.phase else {
             return false;
         };
-        if self.input.len() < head_len + length {
+        let Some(head) = &self.head else {
+            return false;
+        };
+        let complete = self.input.len() >= head_len + length;
+        // `Expect: 100-continue` and the body not here: the final answer
+        // at once, then a close (RFC 9110 10.1.1 allows either), rather
+        // than a client waiting for a 100 that never comes.
+        let early = !complete && head.expect_continue;
+        if !complete && !early {
             return false;
         }
-        // The body is read and thrown away; what follows is the next request.
-        self.input.drain(..head_len + length);
-        if self.input.is_empty() && self.input.capacity() > 4096 {
+        if early {
+            // Framed as closing: the body may still come.
+            if let Some(head) = &mut self.head {
+                head.keep_alive = false;
+            }
+        }
+        let Some(head) = &self.head else {
+            return false;
+        };
+        let Some(answer) = (ctx.respond)(Ask::Request(head)) else {
+            let since = *self.waiting.get_or_insert(ctx.now);
+            if ctx.now.saturating_duration_since(since) >= ctx.timeouts.write {
+                self.waiting = None;
+                self.refuse(
+                    Reject {
+                        status: 503,
+                        why: "too many answers are waiting to be written; try again",
+                    },
+                    ctx,
+                );
+                return true;
+            }
+            self.deadline = ctx.now + RETRY;
+            return false;
+        };
+        self.waiting = None;
+        let keep_alive = head.keep_alive;
+        if early {
             self.input = Vec::new();
+        } else {
+            // The body is read and thrown away; what follows is the next
+            // request.
+            self.input.drain(..head_len + length);
         }
         self.scan = Scan::default();
-        let head = self.head.take().expect("a parsed head");
-        let answer = (ctx.respond)(Ask::Request(&head));
-        self.close_after = !head.keep_alive || answer.quit;
+        self.head = None;
+        self.close_after = !keep_alive || answer.quit;
         self.start_writing(answer, ctx);
         true
     }
 
     /// Answers a bad request, then closes.
     fn refuse(&mut self, reject: Reject, ctx: &mut Ctx) {
-        let answer = (ctx.respond)(Ask::Refuse(reject));
+        let answer = (ctx.respond)(Ask::Refuse(reject)).unwrap_or(Answer {
+            bytes: Vec::new(),
+            body: None,
+            quit: false,
+        });
         self.close_after = true;
         self.head = None;
         self.input = Vec::new();
@@ -364,11 +538,10 @@ impl<S: Stream> Conn<S> {
     }
 
     fn start_writing(&mut self, answer: Answer, ctx: &Ctx) {
-        self.out = answer.bytes;
-        self.written = 0;
         self.quit_after = answer.quit;
+        self.out = Some(Out::new(answer));
         self.phase = Phase::Writing;
-        let limit = if answer.quit {
+        let limit = if self.quit_after {
             ctx.timeouts.write.min(QUIT_GRACE)
         } else {
             ctx.timeouts.write
@@ -377,18 +550,26 @@ impl<S: Stream> Conn<S> {
     }
 
     fn flush(&mut self) -> Flushed {
-        while self.written < self.out.len() {
-            match self.stream.write(&self.out[self.written..]) {
+        while let Some(out) = &mut self.out {
+            let written = match out.left() {
+                (&[], &[]) => break,
+                (bytes, &[]) => self.stream.write(bytes),
+                (&[], body) => self.stream.write(body),
+                // One syscall for a head and its shared body.
+                (bytes, body) => self
+                    .stream
+                    .write_vectored(&[IoSlice::new(bytes), IoSlice::new(body)]),
+            };
+            match written {
                 Ok(0) => return Flushed::Failed,
-                Ok(n) => self.written += n,
-                // The next writable edge resumes the write.
+                Ok(n) => out.written += n,
+                // The next writable event resumes the write.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Flushed::Failed,
             }
         }
-        self.out = Vec::new();
-        self.written = 0;
+        self.out = None;
         Flushed::Done
     }
 }
@@ -470,24 +651,36 @@ mod tests {
         write: Duration::from_secs(10),
     };
 
-    /// Answers `A:<path>;` or `R:<status>;`; `/quit` quits.
-    fn respond(ask: Ask) -> Answer {
+    /// Answers `A:<path>;` or `R:<status>;`; `/quit` quits; `/wait` waits
+    /// while `WAIT` is set; `/big` has a shared body.
+    fn respond(ask: Ask) -> Option<Answer> {
         match ask {
             Ask::Request(head) => {
                 let Target::Path { path, .. } = &head.target else {
                     panic!("no path");
                 };
                 let path = String::from_utf8_lossy(path).into_owned();
-                Answer {
-                    bytes: format!("A:{path};").into_bytes(),
-                    quit: path == "/quit",
+                if path == "/wait" && WAIT.with(Cell::get) {
+                    return None;
                 }
+                let body = (path == "/big").then(|| BIG.with(Arc::clone));
+                Some(Answer {
+                    bytes: format!("A:{path};").into_bytes(),
+                    body,
+                    quit: path == "/quit",
+                })
             }
-            Ask::Refuse(reject) => Answer {
+            Ask::Refuse(reject) => Some(Answer {
                 bytes: format!("R:{};", reject.status).into_bytes(),
+                body: None,
                 quit: false,
-            },
+            }),
         }
+    }
+
+    thread_local! {
+        static WAIT: Cell<bool> = const { Cell::new(false) };
+        static BIG: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
     }
 
     struct Harness {
@@ -727,5 +920,108 @@ mod tests {
         h.push(bytes(&format!("345{GET_A}")));
         assert_eq!(h.event(), Next::Keep);
         assert_eq!(h.written(), "A:/a;A:/a;");
+    }
+
+    #[test]
+    fn a_pipelining_client_yields_after_its_turn() {
+        let many = GET_A.repeat(3 * TURN);
+        let mut h = Harness::new(vec![bytes(&many)]);
+        h.scratch = vec![0; 64 * 1024];
+        assert_eq!(h.event(), Next::Yield);
+        assert_eq!(h.written(), "A:/a;".repeat(TURN));
+        // Called again without an event (from the back of the queue).
+        assert_eq!(h.event_at(0, false, false), Next::Yield);
+        assert_eq!(h.written(), "A:/a;".repeat(TURN));
+        // The last turn empties the input: nothing more, so no yield.
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.written(), "A:/a;".repeat(TURN));
+        assert_eq!(h.conn.wants(), Want::Read);
+        // Exactly a turn's worth is no reason to yield.
+        let mut exact = Harness::new(vec![bytes(&GET_A.repeat(TURN))]);
+        exact.scratch = vec![0; 64 * 1024];
+        assert_eq!(exact.event(), Next::Keep);
+    }
+
+    #[test]
+    fn input_not_yet_read_counts_as_more_to_do() {
+        // A turn's worth fills the first read; more is in the socket.
+        let turn = GET_A.repeat(TURN);
+        let mut h = Harness::new(vec![bytes(&turn), bytes(GET_A)]);
+        h.scratch = vec![0; turn.len()];
+        assert_eq!(h.event(), Next::Yield);
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.written(), "A:/a;".repeat(TURN + 1));
+    }
+
+    #[test]
+    fn a_request_told_to_wait_is_asked_again_until_answered_or_refused() {
+        WAIT.with(|w| w.set(true));
+        let wait = "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut h = Harness::new(vec![bytes(&format!("{wait}{GET_A}"))]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "");
+        // Nothing is read or watched meanwhile but errors; asked again soon.
+        assert_eq!(h.conn.wants(), Want::Nothing);
+        assert_eq!(h.conn.deadline(), h.start + RETRY);
+        assert_eq!(h.tick(1), Next::Keep);
+        assert_eq!(h.written(), "");
+        WAIT.with(|w| w.set(false));
+        assert_eq!(h.tick(2), Next::Keep);
+        assert_eq!(h.written(), "A:/wait;A:/a;", "in order");
+        assert_eq!(h.conn.wants(), Want::Read);
+
+        // Waiting longer than the write timeout: 503 and a close.
+        WAIT.with(|w| w.set(true));
+        let mut stuck = Harness::new(vec![bytes(wait)]);
+        stuck.scratch = vec![0; 4096];
+        assert_eq!(stuck.event(), Next::Keep);
+        assert_eq!(stuck.tick(9), Next::Keep);
+        assert_eq!(stuck.written(), "");
+        assert_eq!(stuck.tick(10), Next::Keep);
+        assert_eq!(stuck.written(), "R:503;");
+        assert!(stuck.conn.closing());
+        WAIT.with(|w| w.set(false));
+    }
+
+    #[test]
+    fn expect_continue_without_its_body_is_answered_at_once_then_closed() {
+        let post =
+            "POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+        let mut h = Harness::new(vec![bytes(post)]);
+        h.scratch = vec![0; 4096];
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.written(), "A:/a;");
+        assert!(h.conn.closing(), "the body may follow: not kept alive");
+        assert!(h.script().shut.get());
+        // Its body, if sent anyway, is read and dropped.
+        h.push(bytes("12345"));
+        assert_eq!(h.event(), Next::Keep);
+        h.push(Step::Eof);
+        assert_eq!(h.event(), Next::Close);
+        // With the body already here, it is an ordinary request.
+        let mut whole = Harness::new(vec![bytes(&format!("{post}12345{GET_A}"))]);
+        whole.scratch = vec![0; 4096];
+        assert_eq!(whole.event(), Next::Keep);
+        assert_eq!(whole.written(), "A:/a;A:/a;");
+        assert!(!whole.conn.closing());
+    }
+
+    #[test]
+    fn a_shared_body_follows_the_head_and_only_own_bytes_are_held() {
+        let get = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut h = Harness::new(vec![bytes(get)]);
+        h.scratch = vec![0; 4096];
+        // Blocked after part of the head, then after part of the body.
+        h.script().writes = [Some(3), None, Some(9), None].into();
+        assert_eq!(h.event(), Next::Keep);
+        assert_eq!(h.conn.wants(), Want::Write);
+        // Only the head is this connection's own (the body is shared).
+        assert_eq!(h.conn.out.as_ref().unwrap().counted, "A:/big;".len());
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.event_at(0, false, false), Next::Keep);
+        assert_eq!(h.written(), "A:/big;0123456789");
+        assert!(h.conn.out.is_none());
+        assert_eq!(h.conn.wants(), Want::Read);
     }
 }

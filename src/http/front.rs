@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Ctx, Next, Timeouts};
+use super::conn::{Conn, Ctx, Next, Timeouts, Want};
 use super::{Shared, routes};
 use crate::process::check;
 use crate::{error, info};
@@ -34,6 +34,10 @@ use crate::{error, info};
 const TICK: Duration = Duration::from_millis(100);
 /// After an accept error (out of descriptors), wait this long to retry.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At the connection cap with every client in the middle of a request,
+/// new connections wait this long (answers free room: a client answered
+/// is idle, and can be closed for a newcomer); then they are refused.
+const FULL_WAIT: Duration = Duration::from_millis(100);
 /// Connections accepted per wake-up, so that a burst of them does not
 /// hold up the events of the open ones; the listener stays ready for the
 /// rest.
@@ -60,12 +64,13 @@ fn spell() -> std::sync::MutexGuard<'static, Option<Spell>> {
     SPELL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An accept failed (`e`); `refused`: one connection was refused for it.
-fn accept_failed(e: &io::Error, refused: bool, now: Instant) {
+/// A connection could not be taken (`why`); `refused`: one connection was
+/// refused (accepted and closed at once) for it.
+fn accept_failed(why: &dyn std::fmt::Display, refused: bool, now: Instant) {
     let mut spell = spell();
     let spell = spell.get_or_insert_with(|| {
         error!(
-            "http: cannot accept connections ({e}); refusing new ones until descriptors are free"
+            "http: cannot accept connections ({why}); refusing new ones until descriptors are free"
         );
         REFUSING.store(true, Ordering::Relaxed);
         Spell {
@@ -155,6 +160,27 @@ impl<C> State<C> {
         }
     }
 
+    /// Connections open.
+    fn open(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Takes out the connection that `since` says has been idle longest,
+    /// if one has been since before `now` (`None`: not idle), to be
+    /// closed; its slot's index and it.
+    fn evict(&mut self, now: Instant, since: impl Fn(&C) -> Option<Instant>) -> Option<(usize, C)> {
+        let (index, _) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| match slot {
+                Slot::Idle(conn) => since(conn).filter(|t| *t <= now).map(|t| (index, t)),
+                _ => None,
+            })
+            .min_by_key(|(_, t)| *t)?;
+        self.remove(index).map(|conn| (index, conn))
+    }
+
     /// A new connection: its slot's index.
     fn add(&mut self, conn: C) -> usize {
         match self.free.pop() {
@@ -230,6 +256,16 @@ impl<C> State<C> {
         queued
     }
 
+    /// A worker yields `conn` with more to do: to the back of the queue,
+    /// with whatever events came meanwhile.
+    fn requeue(&mut self, index: usize, conn: C) {
+        let flags = match &mut self.slots[index] {
+            Slot::Busy { pending } => std::mem::take(pending),
+            _ => 0,
+        };
+        self.jobs.push_back((index, conn, Work::Event(flags)));
+    }
+
     /// A worker is done with `conn` and keeps it open: the events that came
     /// meanwhile, to handle now (the connection stays the worker's), or
     /// None once it is back in its slot.
@@ -253,8 +289,13 @@ pub struct Front {
     epoll: Arc<OwnedFd>,
     listener: TcpListener,
     accept_paused_until: Option<Instant>,
+    /// Since when the cap has been reached with no client idle.
+    full_since: Option<Instant>,
     table: Arc<Table>,
     timeouts: Timeouts,
+    /// Client connections open at most: what the descriptor limit leaves
+    /// once every probe has what its runs need.
+    cap: usize,
     /// The dispatcher's own worker, for closing connections only.
     own: Worker,
     /// Closing connections taken in this round, for `own`.
@@ -284,6 +325,7 @@ impl Front {
         shared: Arc<Shared>,
         timeouts: Timeouts,
         workers: usize,
+        cap: usize,
     ) -> io::Result<Front> {
         // SAFETY: plain syscall; the descriptor is owned right away.
         let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
@@ -313,8 +355,10 @@ impl Front {
             epoll,
             listener,
             accept_paused_until: None,
+            full_since: None,
             table,
             timeouts,
+            cap: cap.max(1),
             own,
             closing: Vec::new(),
             spare: None,
@@ -419,6 +463,34 @@ impl Front {
 
     fn accept_some(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
+            if !self.make_room(now) {
+                let since = *self.full_since.get_or_insert(now);
+                if now.saturating_duration_since(since) < FULL_WAIT {
+                    // Answers under way may free room: look again soon.
+                    self.pause_accepting(now);
+                    return;
+                }
+                // Still full: refused at once, not left in the backlog.
+                match accept(&self.listener) {
+                    Ok(refused) => {
+                        drop(refused);
+                        let why = format!(
+                            "{} client connections are open, each in the middle of a \
+                             request; that many leave the probes the descriptors their \
+                             runs need",
+                            self.cap
+                        );
+                        accept_failed(&why, true, now);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(_) => {
+                        self.pause_accepting(now);
+                        return;
+                    }
+                }
+            }
+            self.full_since = None;
             match accept(&self.listener) {
                 Ok((stream, peer)) => {
                     end_spell(now);
@@ -436,11 +508,37 @@ impl Front {
                     }
                     // No spare, or not a shortage of descriptors (ENOBUFS,
                     // ENOMEM): stop listening for a moment.
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
-                    forget(&self.epoll, self.listener.as_raw_fd());
+                    self.pause_accepting(now);
                     return;
                 }
             }
+        }
+    }
+
+    /// Stops watching the listener until a tick `ACCEPT_PAUSE` from now.
+    fn pause_accepting(&mut self, now: Instant) {
+        if self.accept_paused_until.is_none() {
+            forget(&self.epoll, self.listener.as_raw_fd());
+        }
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+    }
+
+    /// Whether one more connection may be added: below the cap, or at it
+    /// once the connection idle longest is closed for it.
+    fn make_room(&mut self, now: Instant) -> bool {
+        let evicted = {
+            let mut state = self.table.lock();
+            if state.open() < self.cap {
+                return true;
+            }
+            state.evict(now, Conn::idle_since)
+        };
+        match evicted {
+            Some((_, conn)) => {
+                forget(&self.epoll, conn.stream().as_raw_fd());
+                true
+            }
+            None => false,
         }
     }
 
@@ -481,7 +579,7 @@ impl Front {
             libc::EPOLL_CTL_ADD,
             fd,
             index as u64,
-            interest(false),
+            interest(Want::Read),
         );
         if registered.is_err() {
             // Not watched yet, so no worker has it: closed here.
@@ -583,7 +681,7 @@ impl Worker {
                         libc::EPOLL_CTL_MOD,
                         fd,
                         index as u64,
-                        interest(conn.writing()),
+                        interest(conn.wants()),
                     );
                     if let Err(e) = rearmed {
                         // It would never hear from its client again.
@@ -598,6 +696,17 @@ impl Worker {
                         }
                         None => return take_next.then(|| state.jobs.pop_front()).flatten(),
                     }
+                }
+                Next::Yield => {
+                    // Behind every connection already waiting; whatever
+                    // came for it meanwhile goes with it.
+                    let mut state = self.table.lock();
+                    state.requeue(index, conn);
+                    let next = take_next.then(|| state.jobs.pop_front()).flatten();
+                    if !state.jobs.is_empty() && state.idle > 0 {
+                        self.table.work.notify_one();
+                    }
+                    return next;
                 }
                 Next::Close => return self.close(index, conn, take_next),
                 Next::Quit => self.shared.children.kill_all_and_exit(0),
@@ -679,11 +788,17 @@ fn control(
 }
 
 /// What a connection is watched for: one event, then nothing until a
-/// worker has handled it and asks again (`EPOLLONESHOT`); writability only
-/// while an answer is half written.
-fn interest(writing: bool) -> libc::c_int {
-    let out = if writing { libc::EPOLLOUT } else { 0 };
-    libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT | out
+/// worker has handled it and asks again (`EPOLLONESHOT`). Level-triggered,
+/// so only what the connection waits for: input while it reads, room while
+/// it writes (input it will not read yet would be reported on every
+/// re-arm), nothing but errors while its request waits for an answer.
+fn interest(want: Want) -> libc::c_int {
+    libc::EPOLLONESHOT
+        | match want {
+            Want::Read => libc::EPOLLIN | libc::EPOLLRDHUP,
+            Want::Write => libc::EPOLLOUT,
+            Want::Nothing => 0,
+        }
 }
 
 fn forget(epoll: &OwnedFd, fd: RawFd) {
@@ -721,6 +836,24 @@ mod tests {
         assert!(matches!(state.slots[a], Slot::Idle("a")));
         assert!(state.event(a, IN));
         assert_eq!(take(&mut state), (a, "a", Work::Event(IN)));
+    }
+
+    #[test]
+    fn a_yielding_connection_goes_behind_those_waiting_with_its_kept_events() {
+        let mut state = State::new();
+        let hog = state.add("hog");
+        let fresh = state.add("fresh");
+        assert!(state.event(hog, IN));
+        assert_eq!(take(&mut state), (hog, "hog", Work::Event(IN)));
+        // While the hog is served, a fresh connection becomes ready and
+        // the hog's client sends more.
+        assert!(state.event(fresh, IN));
+        assert!(!state.event(hog, IN));
+        state.requeue(hog, "hog");
+        assert_eq!(take(&mut state), (fresh, "fresh", Work::Event(IN)));
+        assert_eq!(take(&mut state), (hog, "hog", Work::Event(IN)));
+        // Its kept events went with it: nothing is left for `done`.
+        assert!(state.done(hog, "hog").is_none());
     }
 
     #[test]
@@ -837,6 +970,9 @@ mod tests {
                                 // Closed by its worker.
                                 assert_eq!(state.remove(index), None);
                                 outstanding.remove(&id);
+                            } else if random(8) == 0 {
+                                // Yielded: its kept events travel with it.
+                                state.requeue(index, id);
                             } else if let Some((id, bits)) = state.done(index, id) {
                                 let sent = outstanding.entry(id).or_default();
                                 assert_eq!(*sent & bits, bits, "delivered what was not sent");

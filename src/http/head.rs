@@ -51,6 +51,20 @@ impl Scan {
         while self.scanned < buffer.len() {
             let at = self.scanned;
             self.scanned += 1;
+            if buffer[at] == b'\r' {
+                match buffer.get(at + 1) {
+                    // A CR is looked at again once the next byte is here.
+                    None => {
+                        self.scanned = at;
+                        break;
+                    }
+                    Some(b'\n') => {}
+                    // RFC 9112 2.2: a bare CR is invalid; refused at once
+                    // rather than waiting for a line end that never comes.
+                    Some(_) => return Err(reject(400, "bare CR in the request head")),
+                }
+                continue;
+            }
             if buffer[at] != b'\n' {
                 continue;
             }
@@ -145,6 +159,9 @@ pub struct Head {
     pub http11: bool,
     pub keep_alive: bool,
     pub content_length: usize,
+    /// `Expect: 100-continue` on HTTP/1.1: the client may wait for a 100
+    /// before it sends the body.
+    pub expect_continue: bool,
 }
 
 /// Parses a complete head (the bytes `Scan` delimited) with httparse and
@@ -173,6 +190,7 @@ pub fn parse(bytes: &[u8]) -> Result<Head, Reject> {
     let mut content_length: Option<usize> = None;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut expect_continue = false;
     for header in request.headers.iter() {
         let name = header.name;
         let value = trim(header.value);
@@ -184,6 +202,11 @@ pub fn parse(bytes: &[u8]) -> Result<Head, Reject> {
         }
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            if !is_authority(value) {
+                return Err(reject(400, "invalid Host"));
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("content-length") {
             let length = parse_length(value)?;
             if content_length.is_some_and(|seen| seen != length) {
@@ -225,7 +248,62 @@ pub fn parse(bytes: &[u8]) -> Result<Head, Reject> {
             keep_alive_token && !close
         },
         content_length,
+        expect_continue: http11 && expect_continue,
     })
+}
+
+/// A Host value as RFC 9112 3.2 allows: empty, or `uri-host [ ":" port ]`
+/// where the host is a reg-name (unreserved, sub-delims, %XX), an IPv4
+/// address (a reg-name's characters), or an IP literal in brackets.
+fn is_authority(value: &[u8]) -> bool {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(close) = rest.iter().position(|b| *b == b']') else {
+                return false;
+            };
+            let literal = &rest[..close];
+            let ip_literal = !literal.is_empty()
+                && literal
+                    .iter()
+                    // Hex and colons, a version's letters (IPvFuture), a
+                    // zone (RFC 6874: %25 then unreserved characters).
+                    .all(|b| {
+                        b.is_ascii_alphanumeric() || b":.%-_~".contains(b) || is_sub_delim(*b)
+                    })
+                && (literal.contains(&b':') || literal[0].eq_ignore_ascii_case(&b'v'));
+            if !ip_literal {
+                return false;
+            }
+            (&[][..], &rest[close + 1..])
+        }
+        None => match value.iter().rposition(|b| *b == b':') {
+            Some(at) => (&value[..at], &value[at..]),
+            None => (value, &[][..]),
+        },
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let mut host = host.iter();
+    let mut host_ok = true;
+    while let Some(&b) = host.next() {
+        host_ok &= match b {
+            b'%' => {
+                let high = host.next().is_some_and(u8::is_ascii_hexdigit);
+                let low = host.next().is_some_and(u8::is_ascii_hexdigit);
+                high && low
+            }
+            b => b.is_ascii_alphanumeric() || b"-._~".contains(&b) || is_sub_delim(b),
+        };
+    }
+    port_ok && host_ok
+}
+
+/// RFC 3986 `sub-delims`.
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
 }
 
 /// Origin form (`/path?query`), absolute form (`http://host/path?query`,
@@ -377,7 +455,73 @@ mod tests {
                 http11: true,
                 keep_alive: true,
                 content_length: 0,
+                expect_continue: false,
             })
+        );
+    }
+
+    #[test]
+    fn host_must_be_an_authority() {
+        let host = |value: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+            full(raw.as_bytes()).map(|_| ()).map_err(|r| r.status)
+        };
+        for good in [
+            "",
+            "a",
+            "example.com:8080",
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[fe80::1%25eth0]",
+            "my-svc.ns.svc.cluster.local",
+            "a%41b",
+            "xn--d1acufc.xn--p1ai",
+            // RFC 3986: the port may be empty.
+            "[::1]:",
+            "a:",
+        ] {
+            assert_eq!(host(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "a b/c", "a/b", "a b", "a@b", "[::1", "[::1]x", "[]", "a:8x", "a%4", "a?b", "a#b",
+            "a\"b", "a:b:c",
+        ] {
+            assert_eq!(host(bad), Err(400), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expect_continue_is_seen_on_http11_only() {
+        let head = full(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
+        )
+        .unwrap();
+        assert!(head.expect_continue);
+        let old = full(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(!old.unwrap().expect_continue);
+    }
+
+    #[test]
+    fn a_bare_cr_is_refused_as_soon_as_seen() {
+        assert_eq!(
+            scan_all(b"GET / HTTP/1.1\rHost: a\r\r").unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            scan_all(b"GET / HTTP/1.1\r\nHost: a\rX")
+                .unwrap_err()
+                .status,
+            400
+        );
+        // A CR at the end of what arrived waits for the next byte.
+        let mut scan = Scan::default();
+        assert_eq!(scan.advance(b"GET / HTTP/1.1\r"), Ok(None));
+        assert_eq!(scan.advance(b"GET / HTTP/1.1\r\nHost: a\r"), Ok(None));
+        assert_eq!(
+            scan.advance(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some(27))
         );
     }
 

@@ -3,7 +3,7 @@
 //! Nothing else in the program listens. It binds; it does not accept.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::info;
@@ -25,10 +25,17 @@ pub fn bind(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// Connections the kernel queues before we accept them, whatever the
+/// address (std's `TcpListener::bind` would use 128).
+const BACKLOG: libc::c_int = 1024;
+
 fn bind_any(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
     match address {
-        Some(address) => TcpListener::bind((address, port)),
-        None => match bind_dual_stack(port) {
+        Some(address) => bind_to(SocketAddr::new(address, port), None),
+        None => match bind_to(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+            Some(false),
+        ) {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -36,37 +43,71 @@ fn bind_any(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
                 ) =>
             {
                 info!("no IPv6 on this host ({e}); listening on IPv4 only");
-                TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                bind_to(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), None)
             }
             other => other,
         },
     }
 }
 
-/// `[::]:port` with `IPV6_V6ONLY` off, whatever the host's default, so IPv4
-/// clients (mapped addresses) reach us too.
-fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
+/// A listening socket on `address` with `BACKLOG`, address reuse on (as
+/// std's bind does) and, given `v6only`, `IPV6_V6ONLY` set so: `[::]` with
+/// it off accepts IPv4 clients too (mapped addresses), whatever the host's
+/// default.
+fn bind_to(address: SocketAddr, v6only: Option<bool>) -> io::Result<TcpListener> {
+    let family = if address.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain syscall; the descriptor is owned right below.
-    let fd =
-        check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, true)?;
-    set_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, false)?;
-    // SAFETY: sockaddr_in6 is plain data; all-zero is the unspecified address.
-    let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-    addr.sin6_port = port.to_be();
-    // SAFETY: addr is a valid sockaddr_in6 of the given length.
-    check(unsafe {
-        libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_in6).cast(),
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    })?;
+    if let Some(v6only) = v6only {
+        set_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only)?;
+    }
+    let rc = match address {
+        SocketAddr::V4(v4) => {
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: addr is a valid sockaddr_in of the given length.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_in6 is plain data; all-zero is valid.
+            let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            addr.sin6_port = v6.port().to_be();
+            addr.sin6_addr.s6_addr = v6.ip().octets();
+            addr.sin6_flowinfo = v6.flowinfo();
+            addr.sin6_scope_id = v6.scope_id();
+            // SAFETY: addr is a valid sockaddr_in6 of the given length.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&addr as *const libc::sockaddr_in6).cast(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    check(rc)?;
     // SAFETY: plain syscall on a bound socket.
-    check(unsafe { libc::listen(fd, 1024) })?;
+    check(unsafe { libc::listen(fd, BACKLOG) })?;
     Ok(TcpListener::from(owned))
 }
 

@@ -46,15 +46,17 @@ pub struct Shared {
     pub requests: RequestCounts,
 }
 
-/// Starts the workers on `listener`; returns the address it serves and
-/// the dispatcher, for the caller's thread to run (`Front::run`).
+/// Starts the workers on `listener`, to serve at most `connections`
+/// clients at once; returns the address it serves and the dispatcher, for
+/// the caller's thread to run (`Front::run`).
 pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
     timeouts: Timeouts,
+    connections: usize,
 ) -> io::Result<(SocketAddr, Front)> {
     let address = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let front = Front::new(listener, shared, timeouts, WORKERS)?;
+    let front = Front::new(listener, shared, timeouts, WORKERS, connections)?;
     Ok((address, front))
 }

@@ -1,25 +1,40 @@
 //! What each request is answered with: a probe URL, the index page,
 //! `/status`, `/metrics`, `/quit`, OPTIONS, 404 and 405, and the refusals
-//! the connection state machine asks for. Responses are serialized by
-//! tiny_http (`Response::raw_print`: status line, Date, Content-Length,
-//! HEAD without a body) into bytes for the connection to write.
+//! the connection state machine asks for. Heads are serialized by tiny_http
+//! (`Response::raw_print`: status line, Date, Content-Length) into bytes
+//! for the connection to write; a large body is not copied into them but
+//! passed along, shared (a probe's answer is the same `Arc` for every
+//! client that asks for it between two runs).
+//!
+//! Reports made per request (`/status`, `/metrics`, the index page, a
+//! probe's `?verbose`) wait while more than `HELD_MAX` bytes of answers
+//! are being written: clients that do not read cannot make us hold an
+//! unbounded amount. A probe URL's answer never waits.
 //!
 //! It reads results and counts answers; it never blocks, runs commands or
 //! touches a socket. Nothing from a command's output is placed in a header.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use tiny_http::{HTTPVersion, Header, Response};
+use tiny_http::{HTTPVersion, Header, Response, StatusCode};
 
 use super::Shared;
-use super::conn::{Answer, Ask};
+use super::conn::{self, Answer, Ask};
 use super::head::{Head, Method, Reject, Target};
 use crate::log::{self, Level, Value};
 use crate::{info, metrics, status};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
+
+/// Reports made per request wait while more bytes than this are being
+/// written to clients (`conn::held`): 128 answers of 32 KiB.
+const HELD_MAX: usize = 4 * 1024 * 1024;
+/// Bodies up to this size are written in one buffer with their head;
+/// larger ones are passed along as they are.
+const INLINE_BODY_MAX: usize = 4096;
 
 /// A path the server knows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,11 +79,12 @@ fn find(shared: &Shared, path: &[u8]) -> Option<Resource> {
     }
 }
 
-/// The answer to what the connection from `peer` asks.
-pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) -> Answer {
+/// The answer to what the connection from `peer` asks; `None` for a
+/// report that must wait (see `HELD_MAX`).
+pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) -> Option<Answer> {
     match ask {
         Ask::Request(head) => request(shared, cache, head, peer),
-        Ask::Refuse(reject) => refusal(shared, reject),
+        Ask::Refuse(reject) => Some(refusal(shared, reject)),
     }
 }
 
@@ -77,11 +93,11 @@ pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) ->
 struct Reply {
     status: u16,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: Arc<[u8]>,
     allow: Option<&'static str>,
 }
 
-fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+fn reply(status: u16, content_type: &'static str, body: impl Into<Arc<[u8]>>) -> Reply {
     Reply {
         status,
         content_type,
@@ -90,7 +106,7 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> R
     }
 }
 
-fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) -> Answer {
+fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) -> Option<Answer> {
     let (path, query) = match &head.target {
         Target::Server => {
             // OPTIONS *: what the server as a whole supports.
@@ -99,26 +115,40 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
             } else {
                 "GET, HEAD, OPTIONS"
             };
-            return finish(shared, cache, head, options(allow), false);
+            return Some(finish(shared, cache, head, options(allow), false));
         }
         Target::Path { path, query } => (path, query),
     };
     let Some(resource) = find(shared, path) else {
-        return finish(
+        return Some(finish(
             shared,
             cache,
             head,
-            reply(404, TEXT, "404 page not found\n"),
+            reply(404, TEXT, &b"404 page not found\n"[..]),
             false,
-        );
+        ));
     };
     if head.method == Method::Options {
-        return finish(shared, cache, head, options(resource.allow()), false);
+        return Some(finish(
+            shared,
+            cache,
+            head,
+            options(resource.allow()),
+            false,
+        ));
     }
     if !resource.allows(head.method) {
-        let mut refused = reply(405, TEXT, "405 method not allowed\n");
+        let mut refused = reply(405, TEXT, &b"405 method not allowed\n"[..]);
         refused.allow = Some(resource.allow());
-        return finish(shared, cache, head, refused, false);
+        return Some(finish(shared, cache, head, refused, false));
+    }
+    let made_per_request = match resource {
+        Resource::Probe(_) => verbose(query),
+        Resource::Index | Resource::Metrics | Resource::Status => true,
+        Resource::Quit => false,
+    };
+    if made_per_request && conn::held() > HELD_MAX {
+        return None;
     }
     if let (Resource::Probe(i), true) = (resource, log::enabled(Level::Info)) {
         // The Go original's line for every request to a probe URL.
@@ -140,7 +170,7 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
     let reply = match resource {
         Resource::Probe(i) if verbose(query) => {
             let rendered = status::render_probe(&shared.probes[i], &shared.policy);
-            reply(rendered.status, TEXT, rendered.body)
+            reply(rendered.status, TEXT, rendered.body.into_bytes())
         }
         Resource::Probe(i) => {
             let answer = shared.probes[i].answer(Instant::now(), &shared.policy);
@@ -155,11 +185,13 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
                 shared.started,
                 &shared.requests.snapshot(),
             );
-            let reply = reply(200, metrics::CONTENT_TYPE, text);
-            return Answer {
-                bytes: serialize(&reply, head.http11, head.keep_alive, is_head(head)),
+            let reply = reply(200, metrics::CONTENT_TYPE, text.into_bytes());
+            let (bytes, body) = serialize(&reply, head.http11, head.keep_alive, is_head(head));
+            return Some(Answer {
+                bytes,
+                body,
                 quit: false,
-            };
+            });
         }
         Resource::Status => {
             let rendered = status::render(&shared.probes, &shared.policy, query);
@@ -168,15 +200,16 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
             } else {
                 TEXT
             };
-            reply(rendered.status, content_type, rendered.body)
+            reply(rendered.status, content_type, rendered.body.into_bytes())
         }
-        Resource::Index => reply(200, HTML, index_page(shared)),
+        Resource::Index => reply(200, HTML, index_page(shared).into_bytes()),
         Resource::Quit => {
             info!("Shutdown requested via /quit by {peer}; stopping probes and exiting");
-            return finish(shared, cache, head, reply(200, TEXT, "bye\n"), true);
+            let bye = reply(200, TEXT, &b"bye\n"[..]);
+            return Some(finish(shared, cache, head, bye, true));
         }
     };
-    finish(shared, cache, head, reply, false)
+    Some(finish(shared, cache, head, reply, false))
 }
 
 /// `?verbose` (any value), as the apiserver's health endpoints take it.
@@ -188,7 +221,7 @@ fn verbose(query: &str) -> bool {
 }
 
 fn options(allow: &'static str) -> Reply {
-    let mut reply = reply(204, TEXT, Vec::new());
+    let mut reply = reply(204, TEXT, &[][..]);
     reply.allow = Some(allow);
     reply
 }
@@ -199,19 +232,25 @@ fn is_head(head: &Head) -> bool {
 
 fn finish(shared: &Shared, cache: &mut Cache, head: &Head, reply: Reply, quit: bool) -> Answer {
     shared.requests.count(reply.status);
-    Answer {
-        bytes: cache.serialize(&reply, head.http11, head.keep_alive && !quit, is_head(head)),
-        quit,
-    }
+    let (bytes, body) =
+        cache.serialize(&reply, head.http11, head.keep_alive && !quit, is_head(head));
+    Answer { bytes, body, quit }
 }
 
 /// A refused request: our answer, then the connection closes.
 fn refusal(shared: &Shared, reject: Reject) -> Answer {
     shared.requests.count(reject.status);
-    let reason = tiny_http::StatusCode(reject.status).default_reason_phrase();
+    let reason = StatusCode(reject.status).default_reason_phrase();
     let body = format!("{} {reason}: {}\n", reject.status, reject.why);
+    let (bytes, body) = serialize(
+        &reply(reject.status, TEXT, body.into_bytes()),
+        true,
+        false,
+        false,
+    );
     Answer {
-        bytes: serialize(&reply(reject.status, TEXT, body), true, false, false),
+        bytes,
+        body,
         quit: false,
     }
 }
@@ -235,6 +274,7 @@ struct Cached {
     second: u64,
     reply: Reply,
     framing: (bool, bool, bool),
+    /// The whole answer (its body is small: inline).
     bytes: Vec<u8>,
 }
 
@@ -250,7 +290,7 @@ impl Cache {
         http11: bool,
         keep_alive: bool,
         head_request: bool,
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, Option<Arc<[u8]>>) {
         if reply.body.len() > CACHE_BODY_MAX {
             return serialize(reply, http11, keep_alive, head_request);
         }
@@ -261,9 +301,10 @@ impl Cache {
             .iter()
             .find(|e| e.second == second && e.framing == framing && e.reply == *reply)
         {
-            return hit.bytes.clone();
+            return (hit.bytes.clone(), None);
         }
-        let bytes = serialize(reply, http11, keep_alive, head_request);
+        let (bytes, body) = serialize(reply, http11, keep_alive, head_request);
+        debug_assert!(body.is_none(), "small bodies are inline");
         // Kept only if tiny_http's Date is surely of `second`: made
         // within it.
         if unix_second() == second {
@@ -280,7 +321,7 @@ impl Cache {
                 self.next = (self.next + 1) % CACHE_ENTRIES;
             }
         }
-        bytes
+        (bytes, None)
     }
 }
 
@@ -290,13 +331,27 @@ fn unix_second() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The response's bytes, as tiny_http writes them.
-fn serialize(reply: &Reply, http11: bool, keep_alive: bool, head_request: bool) -> Vec<u8> {
-    let mut response = Response::from_data(reply.body.as_slice())
-        // Never chunked: every answer is in memory with a known length.
-        .with_chunked_threshold(usize::MAX)
-        .with_status_code(reply.status)
-        .with_header(header("Server", "exechealthz"));
+/// The response as tiny_http writes it: its head, with the body after it
+/// when small, or beside it (shared, not copied) when large.
+fn serialize(
+    reply: &Reply,
+    http11: bool,
+    keep_alive: bool,
+    head_request: bool,
+) -> (Vec<u8>, Option<Arc<[u8]>>) {
+    let length = reply.body.len();
+    let mut response = Response::new(
+        StatusCode(reply.status),
+        Vec::new(),
+        std::io::empty(),
+        Some(length),
+        None,
+    )
+    // Never chunked: every answer is in memory with a known length.
+    .with_chunked_threshold(usize::MAX)
+    .with_header(header("Server", "exechealthz"))
+    // Every answer says how things are now: no cache may keep it.
+    .with_header(header("Cache-Control", "no-store"));
     if reply.status != 204 {
         response.add_header(header("Content-Type", reply.content_type));
     }
@@ -304,9 +359,10 @@ fn serialize(reply: &Reply, http11: bool, keep_alive: bool, head_request: bool) 
         response.add_header(header("Allow", allow));
     }
     let version = HTTPVersion(1, u8::from(http11));
-    let mut bytes = Vec::with_capacity(reply.body.len() + 192);
-    // Writing to a Vec cannot fail.
-    let _ = response.raw_print(&mut bytes, version, &[], head_request, None);
+    let inline = length <= INLINE_BODY_MAX;
+    let mut bytes = Vec::with_capacity(if inline { length } else { 0 } + 224);
+    // The head only (the body is added below); writing to a Vec cannot fail.
+    let _ = response.raw_print(&mut bytes, version, &[], true, None);
     if reply.status == 204 {
         // tiny_http 0.12 writes `Content-Length: 0` on a 204, which RFC
         // 9110 (8.6) forbids.
@@ -319,7 +375,14 @@ fn serialize(reply: &Reply, http11: bool, keep_alive: bool, head_request: bool) 
     } else if !http11 {
         insert_line(&mut bytes, b"Connection: keep-alive\r\n");
     }
-    bytes
+    if head_request || reply.status == 204 || length == 0 {
+        (bytes, None)
+    } else if inline {
+        bytes.extend_from_slice(&reply.body);
+        (bytes, None)
+    } else {
+        (bytes, Some(Arc::clone(&reply.body)))
+    }
 }
 
 fn head_end(bytes: &[u8]) -> usize {
@@ -388,13 +451,16 @@ fn escape_html(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn text(bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
+    /// The whole answer: its bytes, then its body beside them.
+    fn text(answer: &(Vec<u8>, Option<Arc<[u8]>>)) -> String {
+        let mut all = answer.0.clone();
+        all.extend_from_slice(answer.1.as_deref().unwrap_or(&[]));
+        String::from_utf8_lossy(&all).into_owned()
     }
 
     #[test]
     fn serializes_through_tiny_http() {
-        let ok = serialize(&reply(200, TEXT, "ok"), true, true, false);
+        let ok = serialize(&reply(200, TEXT, &b"ok"[..]), true, true, false);
         let ok = text(&ok);
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("\r\nDate: "), "{ok}");
@@ -402,20 +468,30 @@ mod tests {
         assert!(ok.ends_with("\r\n\r\nok"), "{ok}");
         assert!(!ok.contains("Connection"), "{ok}");
 
-        let head = text(&serialize(&reply(503, TEXT, "down"), false, false, true));
+        let head = text(&serialize(
+            &reply(503, TEXT, &b"down"[..]),
+            false,
+            false,
+            true,
+        ));
         assert!(head.starts_with("HTTP/1.0 503 "), "{head}");
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
         assert!(head.contains("\r\nContent-Length: 4\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
 
-        let kept = text(&serialize(&reply(200, TEXT, "ok"), false, true, false));
+        let kept = text(&serialize(
+            &reply(200, TEXT, &b"ok"[..]),
+            false,
+            true,
+            false,
+        ));
         assert!(kept.contains("\r\nConnection: keep-alive\r\n"), "{kept}");
     }
 
     #[test]
     fn a_cached_answer_is_what_tiny_http_would_write() {
         let mut cache = Cache::default();
-        let ok = reply(200, TEXT, "ok");
+        let ok = reply(200, TEXT, &b"ok"[..]);
         // Within one second (tried again if the second turned meanwhile),
         // the cache gives the bytes a fresh serialization gives.
         let (fresh, first, again) = loop {
@@ -437,15 +513,15 @@ mod tests {
         assert!(head.ends_with("\r\n\r\n"), "{head}");
         let close = text(&cache.serialize(&ok, true, false, false));
         assert!(close.contains("Connection: close"), "{close}");
-        let down = text(&cache.serialize(&reply(503, TEXT, "down\n"), true, true, false));
+        let down = text(&cache.serialize(&reply(503, TEXT, &b"down\n"[..]), true, true, false));
         assert!(
             down.starts_with("HTTP/1.1 503 ") && down.ends_with("down\n"),
             "{down}"
         );
-        let mut with_allow = reply(405, TEXT, "405 method not allowed\n");
+        let mut with_allow = reply(405, TEXT, &b"405 method not allowed\n"[..]);
         with_allow.allow = Some("GET, HEAD, OPTIONS");
         assert!(text(&cache.serialize(&with_allow, true, true, false)).contains("Allow: "));
-        let other = text(&cache.serialize(&reply(200, TEXT, "ko"), true, true, false));
+        let other = text(&cache.serialize(&reply(200, TEXT, &b"ko"[..]), true, true, false));
         assert!(other.ends_with("\r\n\r\nko"), "{other}");
 
         // An entry of another second is not used: its Date is stale.
@@ -453,16 +529,21 @@ mod tests {
             entry.second -= 1;
             entry.bytes = b"stale".to_vec();
         }
-        assert_ne!(cache.serialize(&ok, true, true, false), b"stale");
+        assert_ne!(cache.serialize(&ok, true, true, false).0, b"stale");
 
         // Bounded, and large bodies never kept.
         for i in 0..3 * CACHE_ENTRIES {
-            cache.serialize(&reply(200, TEXT, format!("{i}")), true, true, false);
+            cache.serialize(
+                &reply(200, TEXT, format!("{i}").into_bytes()),
+                true,
+                true,
+                false,
+            );
         }
         assert_eq!(cache.entries.len(), CACHE_ENTRIES);
         let large = reply(200, TEXT, vec![b'x'; CACHE_BODY_MAX + 1]);
         let bytes = cache.serialize(&large, true, true, false);
-        assert!(bytes.ends_with(&large.body));
+        assert!(text(&bytes).ends_with(&"x".repeat(CACHE_BODY_MAX + 1)));
         assert!(
             cache
                 .entries

@@ -42,7 +42,7 @@ BUILDAH ?= buildah --storage-driver vfs
 export CROSS_CONFIG ?= cross.toml
 export CROSS
 
-.PHONY: help build server run test lint fmt bench container push push-legacy \
+.PHONY: help build server run test lint fmt bench soak container push push-legacy \
 	all-build all-container all-push manifest version clean release-check
 
 help:
@@ -55,6 +55,7 @@ help:
 	@echo "make all-build, all-container, all-push: the same for $(ALL_ARCH)"
 	@echo "make manifest     OCI image index $(MANIFEST) of the four images (buildah)"
 	@echo "make bench        build the static binary and print its figures"
+	@echo "make soak         SECONDS=600: a long mixed load; RSS, threads, descriptors, zombies over time"
 	@echo "make release-check  build every ARCH, run each (qemu), build and run the image"
 	@echo "make version      print the version ($(TAG))"
 	@echo "make clean        remove build output"
@@ -88,6 +89,11 @@ bench:
 	scripts/build-static.sh amd64
 	EXAMPLE=bare scripts/build-static.sh amd64
 	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare
+
+SECONDS ?= 600
+soak:
+	scripts/build-static.sh amd64
+	python3 scripts/soak.py bin/amd64/exechealthz $(SECONDS)
 
 container: build
 	@test "$(CONTAINER_TOOL)" != none || { echo "no container tool: install docker, podman or buildah" >&2; exit 1; }

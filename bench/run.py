@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -363,6 +364,175 @@ def bench_idle_connections(binary, count=2000):
     figure(f"new request with {count} idle connections, max of 20", f"{times[-1]:.2f}", "ms")
 
 
+def fresh_gets(port, count=200, timeout=5.0):
+    """`count` fresh GET /healthz one at a time: their times in ms (a
+    timeout or a failure counts as `timeout`) and how many were not 200."""
+    times, bad = [], 0
+    for _ in range(count):
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            if not data.startswith(b"HTTP/1.1 200 "):
+                bad += 1
+        except OSError:
+            bad += 1
+        times.append((time.monotonic() - t0) * 1000)
+    return sorted(times), bad
+
+
+def percentile(sorted_values, p):
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
+
+
+def hogs(port, count, stop, read=True, requests=None):
+    """`count` connections pipelining /status?format=json and /metrics:
+    as fast as they read (`read`), or `requests` each and never read."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    paths = ["/status?format=json", "/metrics"]
+    n = requests or 64
+    batch = b"".join(f"GET {paths[i % 2]} HTTP/1.1\r\nHost: b\r\n\r\n".encode() for i in range(n))
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        if requests:
+            s.sendall(batch)
+        s.setblocking(False)
+        socks.append(s)
+        if read:
+            sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    while read and not stop.is_set():
+        for key, events in sel.select(0.1):
+            try:
+                if events & selectors.EVENT_READ:
+                    key.fileobj.recv(262144)
+                if events & selectors.EVENT_WRITE:
+                    key.fileobj.send(batch)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                sel.unregister(key.fileobj)
+    stop.wait()
+    for s in socks:
+        s.close()
+
+
+def bench_fresh_get_under_hogs(binary):
+    """A fresh GET /healthz (200, one at a time) while 3 and 30 connections
+    pipeline reports as fast as they read, and while 3000 hold unread
+    pipelined answers: the kubelet's view of a busy sidecar."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    probes = []
+    for i in range(20):
+        probes += [f"--url=/p{i}", "--cmd=true"]
+    for label, count, read, requests in [
+        ("3 pipelining", 3, True, None),
+        ("30 pipelining", 30, True, None),
+        ("3000 holding unread answers", 3000, False, 40),
+    ]:
+        proc, port = start(binary, ["--quiet", "--period=1s", *probes, "--url=/healthz", "--cmd=true"])
+        stop = threading.Event()
+        try:
+            time.sleep(1.2)
+            loader = threading.Thread(target=hogs, args=(port, count, stop, read, requests))
+            loader.start()
+            time.sleep(1.0)
+            times, bad = fresh_gets(port)
+            rss = status_kb(proc.pid, "VmRSS")
+        finally:
+            stop.set()
+            loader.join()
+            proc.kill()
+            proc.wait()
+        figure(f"fresh GET while {label}: p99", f"{percentile(times, 0.99):.1f}", "ms")
+        figure(f"fresh GET while {label}: max", f"{times[-1]:.1f}", "ms")
+        if bad:
+            figure(f"fresh GET while {label}: not 200", bad)
+        figure(f"RSS while {label}", rss, "kB")
+
+
+def bench_low_descriptor_limit(binary, clients=200):
+    """`prlimit --nofile=64`, 200 clients at once: the probe keeps 200, and
+    each client gets its answer or its close, soon."""
+    proc = subprocess.Popen(
+        ["prlimit", "--nofile=64:64", binary, "--port=0", "--period=10ms"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port = None
+    deadline = time.time() + 10
+    while port is None and time.time() < deadline:
+        m = re.search(r"listening on .*:(\d+)$", proc.stderr.readline().strip())
+        if m:
+            port = int(m.group(1))
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    stop = threading.Event()
+    checks = []
+
+    def checker():
+        while not stop.is_set():
+            times, bad = fresh_gets(port, count=1, timeout=2)
+            checks.append(bad)
+            time.sleep(0.02)
+
+    waits = []
+    try:
+        time.sleep(0.5)
+        t = threading.Thread(target=checker)
+        t.start()
+        socks = []
+        for _ in range(clients):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")
+            socks.append((s, time.monotonic()))
+        for s, sent in socks:
+            s.settimeout(5)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            waits.append((time.monotonic() - sent) * 1000)
+        time.sleep(0.5)
+        for s, _ in socks:
+            s.close()
+        stop.set()
+        t.join()
+    finally:
+        proc.kill()
+        proc.wait()
+    figure(f"--nofile 64, {clients} clients: longest wait for an answer or a close", f"{max(waits):.0f}", "ms")
+    figure(f"--nofile 64, {clients} clients: /healthz checks not 200", f"{sum(checks)} of {len(checks)}")
+
+
+def bench_slow_readers(binary, readers=200):
+    """200 clients asking for a 1 MiB --output answer and not reading it."""
+    proc, port = start(binary, ["--quiet", "--period=50ms", "--output", "--max-output=1MiB",
+                                "--cmd=head -c 1048576 /dev/zero"])
+    socks = []
+    try:
+        time.sleep(0.5)
+        for _ in range(readers):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")
+            socks.append(s)
+        time.sleep(1.0)
+        rss = status_kb(proc.pid, "VmRSS")
+    finally:
+        for s in socks:
+            s.close()
+        proc.kill()
+        proc.wait()
+    figure(f"RSS with {readers} slow readers of a 1 MiB answer", rss, "kB")
+
+
 def bench_period_accuracy(binary, seconds):
     """Probe start-to-start intervals while wrk loads the HTTP side."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -398,6 +568,9 @@ def main():
     if args.bare:
         bench_http(args.binary, args.bare, int(args.seconds))
     bench_idle_connections(args.binary)
+    bench_fresh_get_under_hogs(args.binary)
+    bench_low_descriptor_limit(args.binary)
+    bench_slow_readers(args.binary)
     bench_period_accuracy(args.binary, int(args.seconds))
     bench_sigterm(args.binary)
 

@@ -167,8 +167,30 @@ pub fn render(
     out
 }
 
+type ProcessMetrics = Vec<(&'static str, &'static str, &'static str, String)>;
+
+/// How long the `process_*` figures are reused: reading them costs a
+/// listing of every open descriptor, and clients pipelining `/metrics`
+/// over thousands of connections would make each answer cost that.
+const PROCESS_METRICS_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `process_*` metrics, read at most once per `PROCESS_METRICS_AGE`.
+fn process_metrics() -> ProcessMetrics {
+    static LAST: std::sync::Mutex<Option<(Instant, ProcessMetrics)>> = std::sync::Mutex::new(None);
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, metrics)) = &*last
+        && now.saturating_duration_since(*at) < PROCESS_METRICS_AGE
+    {
+        return metrics.clone();
+    }
+    let metrics = read_process_metrics();
+    *last = Some((now, metrics.clone()));
+    metrics
+}
+
 /// The standard `process_*` metrics of this process, from /proc.
-fn process_metrics() -> Vec<(&'static str, &'static str, &'static str, String)> {
+fn read_process_metrics() -> ProcessMetrics {
     let mut metrics = Vec::new();
     // SAFETY: plain queries with no pointers.
     let (ticks, page) = unsafe {

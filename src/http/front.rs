@@ -30,6 +30,8 @@ use super::{Shared, routes};
 use crate::process::check;
 use crate::{error, info};
 
+/// One turn of a yielded connection for this many new jobs (see `State`).
+const LATER_EVERY: usize = 4;
 /// How often deadlines are checked (and their granularity).
 const TICK: Duration = Duration::from_millis(100);
 /// After an accept error (out of descriptors), wait this long to retry.
@@ -145,6 +147,13 @@ struct State<C> {
     slots: Vec<Slot<C>>,
     free: Vec<usize>,
     jobs: VecDeque<(usize, C, Work)>,
+    /// Connections that yielded with requests left (`requeue`): served
+    /// after the jobs above, one for every `LATER_EVERY` taken, so that a
+    /// new request waits for a few turns at most, however many clients
+    /// pipeline, and pipelining clients still move.
+    later: VecDeque<(usize, C, Work)>,
+    /// Jobs taken from `jobs` since one was taken from `later`.
+    since_later: usize,
     /// Workers waiting for a job: as many are woken as jobs were queued,
     /// no more (a wake-up is a syscall, and one for a busy worker is lost).
     idle: usize,
@@ -156,6 +165,8 @@ impl<C> State<C> {
             slots: Vec::new(),
             free: Vec::new(),
             jobs: VecDeque::new(),
+            later: VecDeque::new(),
+            since_later: 0,
             idle: 0,
         }
     }
@@ -263,7 +274,26 @@ impl<C> State<C> {
             Slot::Busy { pending } => std::mem::take(pending),
             _ => 0,
         };
-        self.jobs.push_back((index, conn, Work::Event(flags)));
+        self.later.push_back((index, conn, Work::Event(flags)));
+    }
+
+    /// The next job for a worker: a new event or deadline first, a turn
+    /// for a yielded connection every `LATER_EVERY`.
+    fn next_job(&mut self) -> Option<(usize, C, Work)> {
+        if (self.since_later >= LATER_EVERY || self.jobs.is_empty())
+            && let Some(job) = self.later.pop_front()
+        {
+            self.since_later = 0;
+            return Some(job);
+        }
+        let job = self.jobs.pop_front()?;
+        self.since_later += 1;
+        Some(job)
+    }
+
+    /// Whether any job waits.
+    fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty() || !self.later.is_empty()
     }
 
     /// A worker is done with `conn` and keeps it open: the events that came
@@ -621,7 +651,7 @@ impl Worker {
                 None => {
                     let mut state = self.table.lock();
                     loop {
-                        if let Some(job) = state.jobs.pop_front() {
+                        if let Some(job) = state.next_job() {
                             break job;
                         }
                         state.idle += 1;
@@ -694,7 +724,7 @@ impl Worker {
                             conn = again;
                             work = Work::Event(flags);
                         }
-                        None => return take_next.then(|| state.jobs.pop_front()).flatten(),
+                        None => return take_next.then(|| state.next_job()).flatten(),
                     }
                 }
                 Next::Yield => {
@@ -702,8 +732,8 @@ impl Worker {
                     // came for it meanwhile goes with it.
                     let mut state = self.table.lock();
                     state.requeue(index, conn);
-                    let next = take_next.then(|| state.jobs.pop_front()).flatten();
-                    if !state.jobs.is_empty() && state.idle > 0 {
+                    let next = take_next.then(|| state.next_job()).flatten();
+                    if state.has_jobs() && state.idle > 0 {
                         self.table.work.notify_one();
                     }
                     return next;
@@ -725,7 +755,7 @@ impl Worker {
         drop(conn);
         let mut state = self.table.lock();
         state.remove(index);
-        take_next.then(|| state.jobs.pop_front()).flatten()
+        take_next.then(|| state.next_job()).flatten()
     }
 }
 
@@ -814,7 +844,7 @@ mod tests {
 
     /// Takes the next job, as a worker does.
     fn take(state: &mut State<&'static str>) -> (usize, &'static str, Work) {
-        state.jobs.pop_front().expect("a job")
+        state.next_job().expect("a job")
     }
 
     #[test]
@@ -854,6 +884,25 @@ mod tests {
         assert_eq!(take(&mut state), (hog, "hog", Work::Event(IN)));
         // Its kept events went with it: nothing is left for `done`.
         assert!(state.done(hog, "hog").is_none());
+    }
+
+    #[test]
+    fn new_jobs_go_before_yielded_turns_but_those_still_move() {
+        let mut state: State<u32> = State::new();
+        let hogs: Vec<usize> = (0..3).map(|i| state.add(i)).collect();
+        for &hog in &hogs {
+            assert!(state.event(hog, IN));
+            let (index, id, _) = state.next_job().expect("a job");
+            state.requeue(index, id);
+        }
+        // Three turns wait; new connections' events come first, with one
+        // turn after every LATER_EVERY of them (three were taken already).
+        let fresh: Vec<usize> = (10..20).map(|i| state.add(i)).collect();
+        for &f in &fresh {
+            assert!(state.event(f, IN));
+        }
+        let order: Vec<u32> = std::iter::from_fn(|| state.next_job().map(|job| job.1)).collect();
+        assert_eq!(order, [10, 0, 11, 12, 13, 14, 1, 15, 16, 17, 18, 2, 19]);
     }
 
     #[test]
@@ -934,6 +983,7 @@ mod tests {
                         Slot::Busy { .. } => state
                             .jobs
                             .iter()
+                            .chain(&state.later)
                             .chain(held.iter().flatten())
                             .find(|job| job.0 == index)
                             .map(|job| job.1),
@@ -958,7 +1008,7 @@ mod tests {
                     let w = random(3) as usize;
                     match held[w].take() {
                         None => {
-                            held[w] = state.jobs.pop_front();
+                            held[w] = state.next_job();
                             if let Some((_, id, Work::Event(bits))) = held[w] {
                                 let sent = outstanding.entry(id).or_default();
                                 assert_eq!(*sent & bits, bits, "delivered what was not sent");
@@ -998,7 +1048,7 @@ mod tests {
                         None
                     }
                 })
-                .chain(state.jobs.iter().map(|job| job.1))
+                .chain(state.jobs.iter().chain(&state.later).map(|job| job.1))
                 .chain(held.iter().flatten().map(|job| job.1))
                 .collect();
             let all = places.len();
@@ -1010,7 +1060,8 @@ mod tests {
                 .iter()
                 .filter(|s| matches!(s, Slot::Busy { .. }))
                 .count();
-            assert_eq!(busy, state.jobs.len() + held.iter().flatten().count());
+            let queued = state.jobs.len() + state.later.len();
+            assert_eq!(busy, queued + held.iter().flatten().count());
         }
         assert!(
             put_back > 1000,

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::results::{Policy, Probe};
+use crate::results::{Policy, Probe, Snapshot};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -48,123 +48,147 @@ pub fn render(
         .iter()
         .map(|p| (p, p.snapshot(now, policy, 0)))
         .collect();
-    let mut out = String::new();
-    let mut family = |name: &str,
-                      kind: &str,
-                      help: &str,
-                      samples: &mut dyn Iterator<Item = (String, String)>| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
+    // One buffer, written sample by sample (see `status::render_json`).
+    let mut out = String::with_capacity(2048 + 1024 * probes.len());
     // Probes are named by their URL: command text may carry secrets and
     // has no bound on its length, so it is never a label.
-    let labels = |probe: &Probe| format!("{{probe=\"{}\"}}", escape_label(&probe.spec.url));
-    family(
+    let mut per_probe =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&Snapshot) -> Option<String>| {
+            header(&mut out, name, kind, help);
+            for (probe, snapshot) in &snapshots {
+                if let Some(value) = value(snapshot) {
+                    sample(&mut out, name, Some(("probe", &probe.spec.url)), value);
+                }
+            }
+        };
+    per_probe(
         "exechealthz_probe_up",
         "gauge",
         "Whether the probe's URL currently answers 200 (1) or 503 (0).",
-        &mut snapshots
-            .iter()
-            .map(|(p, s)| (labels(p), u8::from(s.passes).to_string())),
+        &|s| Some(u8::from(s.passes).to_string()),
     );
-    family(
+    per_probe(
         "exechealthz_probe_runs_total",
         "counter",
         "Completed runs of the probe's command.",
-        &mut snapshots
-            .iter()
-            .map(|(p, s)| (labels(p), s.runs.to_string())),
+        &|s| Some(s.runs.to_string()),
     );
-    family(
+    per_probe(
         "exechealthz_probe_failures_total",
         "counter",
         "Runs that failed (non-zero exit, signal, timeout or failed start).",
-        &mut snapshots
-            .iter()
-            .map(|(p, s)| (labels(p), s.failures.to_string())),
+        &|s| Some(s.failures.to_string()),
     );
-    family(
+    per_probe(
         "exechealthz_probe_timeouts_total",
         "counter",
         "Runs killed for exceeding --timeout.",
-        &mut snapshots
-            .iter()
-            .map(|(p, s)| (labels(p), s.timeouts.to_string())),
+        &|s| Some(s.timeouts.to_string()),
     );
-    family(
+    per_probe(
         "exechealthz_probe_last_duration_seconds",
         "gauge",
         "How long the latest completed run took.",
-        &mut snapshots.iter().filter_map(|(p, s)| {
+        &|s| {
             s.latest
                 .as_ref()
-                .map(|run| (labels(p), crate::duration::seconds(run.duration)))
-        }),
+                .map(|run| crate::duration::seconds(run.duration))
+        },
     );
-    family(
+    per_probe(
         "exechealthz_probe_last_run_timestamp_seconds",
         "gauge",
         "When the latest completed run finished, in seconds since the epoch.",
-        &mut snapshots.iter().filter_map(|(p, s)| {
-            s.latest
-                .as_ref()
-                .map(|run| (labels(p), epoch_seconds(run.finished)))
-        }),
+        &|s| s.latest.as_ref().map(|run| epoch_seconds(run.finished)),
     );
-    family(
+    per_probe(
         "exechealthz_probe_last_exit_code",
         "gauge",
         "Exit code of the latest completed run; 128+N for signal N; -1 for a timeout or failed start.",
-        &mut snapshots.iter().filter_map(|(p, s)| {
+        &|s| {
             s.latest
                 .as_ref()
-                .map(|run| (labels(p), run.outcome.exit_code().to_string()))
-        }),
+                .map(|run| run.outcome.exit_code().to_string())
+        },
     );
-    family(
+    single(
+        &mut out,
         "exechealthz_process_start_time_seconds",
         "gauge",
         "When the process started, in seconds since the epoch.",
-        &mut std::iter::once((String::new(), epoch_seconds(started))),
+        None,
+        &epoch_seconds(started),
     );
-    family(
+    header(
+        &mut out,
         "exechealthz_http_requests_total",
         "counter",
         "HTTP requests answered, by status code.",
-        &mut requests
-            .iter()
-            .map(|(code, count)| (format!("{{code=\"{code}\"}}"), count.to_string())),
     );
-    family(
+    for (code, count) in requests {
+        sample(
+            &mut out,
+            "exechealthz_http_requests_total",
+            Some(("code", &code.to_string())),
+            count,
+        );
+    }
+    single(
+        &mut out,
         "exechealthz_log_lines_dropped_total",
         "counter",
         "Log lines dropped because stderr was not taking them.",
-        &mut std::iter::once((String::new(), crate::log::dropped().to_string())),
+        None,
+        &crate::log::dropped().to_string(),
     );
-    family(
+    single(
+        &mut out,
         "exechealthz_build_info",
         "gauge",
         "The version of exechealthz serving; always 1.",
-        &mut std::iter::once((
-            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
-            "1".to_string(),
-        )),
+        Some(("version", env!("CARGO_PKG_VERSION"))),
+        "1",
     );
     // What every Prometheus client library exports by default, with the
     // same names and meaning (read from /proc; left out where unreadable).
-    let process = process_metrics();
-    for (name, kind, help, value) in process {
-        family(
-            name,
-            kind,
-            help,
-            &mut std::iter::once((String::new(), value)),
-        );
+    for (name, kind, help, value) in process_metrics() {
+        single(&mut out, name, kind, help, None, &value);
     }
     out
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric family of one sample.
+fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: Option<(&str, &str)>,
+    value: &str,
+) {
+    header(out, name, kind, help);
+    sample(out, name, label, value);
+}
+
+/// One sample line, with at most one label.
+fn sample(
+    out: &mut String,
+    name: &str,
+    label: Option<(&str, &str)>,
+    value: impl std::fmt::Display,
+) {
+    out.push_str(name);
+    if let Some((key, text)) = label {
+        let _ = write!(out, "{{{key}=\"");
+        write_label_value(out, text);
+        out.push_str("\"}");
+    }
+    let _ = writeln!(out, " {value}");
 }
 
 type ProcessMetrics = Vec<(&'static str, &'static str, &'static str, String)>;
@@ -283,18 +307,25 @@ fn epoch_seconds(time: SystemTime) -> String {
     format!("{}.{:03}", since.as_secs(), since.subsec_millis())
 }
 
-/// A label value as the format requires: `\`, `"` and line feeds escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Appends a label value as the format requires: `\`, `"` and line feeds
+/// escaped.
+fn write_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn label_escaping() {
-        assert_eq!(super::escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        let mut out = String::new();
+        super::write_label_value(&mut out, "a\\b\"c\nd");
+        assert_eq!(out, "a\\\\b\\\"c\\nd");
     }
 }

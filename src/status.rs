@@ -91,70 +91,53 @@ fn render_text(included: &[(&Probe, Snapshot)], unknown: &[&String], all_pass: b
 }
 
 fn render_json(included: &[(&Probe, Snapshot)], all_pass: bool) -> String {
-    let mut probes = Vec::new();
-    for (probe, s) in included {
+    // One buffer for the whole report: written field by field, not
+    // assembled from a string per field (an allocation each, and under
+    // load the allocator's lock is shared by every worker).
+    let mut out = String::with_capacity(64 + 512 * included.len());
+    out.push_str("{\"status\":");
+    json::write_string(&mut out, if all_pass { "ok" } else { "failed" });
+    out.push_str(",\"probes\":[");
+    for (i, (probe, s)) in included.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
         let state = match (s.verdict, s.stale) {
             (Verdict::Pending, _) => "pending",
             (Verdict::Failing, _) => "failing",
             (Verdict::Passing, true) => "stale",
             (Verdict::Passing, false) => "passing",
         };
-        let mut fields = vec![
-            ("url", json::string(&probe.spec.url)),
-            ("state", json::string(state)),
-            ("passes", s.passes.to_string()),
-            (
-                "reason",
-                s.reason.as_deref().map_or("null".into(), json::string),
-            ),
-            ("runs", s.runs.to_string()),
-            ("failures", s.failures.to_string()),
-            ("timeouts", s.timeouts.to_string()),
-            ("consecutive_successes", s.consecutive_successes.to_string()),
-            ("consecutive_failures", s.consecutive_failures.to_string()),
-        ];
+        let mut o = json::Object::new(&mut out);
+        o.string("url", &probe.spec.url);
+        o.string("state", state);
+        o.value("passes", s.passes);
+        o.string_or_null("reason", s.reason.as_deref());
+        o.value("runs", s.runs);
+        o.value("failures", s.failures);
+        o.value("timeouts", s.timeouts);
+        o.value("consecutive_successes", s.consecutive_successes);
+        o.value("consecutive_failures", s.consecutive_failures);
         if let Some(run) = &s.latest {
-            let output = &run.output;
             let since = run.finished.duration_since(UNIX_EPOCH).unwrap_or_default();
-            fields.extend([
-                ("last_exit_code", run.outcome.exit_code().to_string()),
-                (
-                    "last_error",
-                    run.outcome
-                        .error()
-                        .as_deref()
-                        .map_or("null".into(), json::string),
-                ),
-                (
-                    "last_output",
-                    json::string(&String::from_utf8_lossy(output)),
-                ),
-                ("last_output_truncated", (run.discarded > 0).to_string()),
-                (
-                    "last_run_time",
-                    json::string(&result_timestamp(run.finished)),
-                ),
-                (
-                    "last_run_timestamp_seconds",
-                    format!("{}.{:03}", since.as_secs(), since.subsec_millis()),
-                ),
-                (
-                    "last_duration_seconds",
-                    crate::duration::seconds(run.duration),
-                ),
-            ]);
+            o.value("last_exit_code", run.outcome.exit_code());
+            o.string_or_null("last_error", run.outcome.error().as_deref());
+            o.string("last_output", &String::from_utf8_lossy(&run.output));
+            o.value("last_output_truncated", run.discarded > 0);
+            o.string("last_run_time", &result_timestamp(run.finished));
+            o.value(
+                "last_run_timestamp_seconds",
+                format_args!("{}.{:03}", since.as_secs(), since.subsec_millis()),
+            );
+            o.value(
+                "last_duration_seconds",
+                crate::duration::seconds(run.duration),
+            );
         }
-        let body: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{}:{v}", json::string(k)))
-            .collect();
-        probes.push(format!("{{{}}}", body.join(",")));
+        o.end();
     }
-    format!(
-        "{{\"status\":{},\"probes\":[{}]}}\n",
-        json::string(if all_pass { "ok" } else { "failed" }),
-        probes.join(",")
-    )
+    out.push_str("]}\n");
+    out
 }
 
 fn one_line(text: &str) -> String {

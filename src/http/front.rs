@@ -633,7 +633,18 @@ impl Front {
         }
         let idle = {
             let mut state = self.table.lock();
-            state.expire(|conn| now >= conn.deadline()).min(state.idle)
+            let q = state.expire(|conn| now >= conn.deadline());
+            if std::env::var_os("EXH_DEBUG").is_some() {
+                eprintln!(
+                    "DEBUG tick jobs {} later {} expired {} held {} open {}",
+                    state.jobs.len(),
+                    state.later.len(),
+                    q,
+                    super::conn::held(),
+                    state.open()
+                );
+            }
+            q.min(state.idle)
         };
         self.wake(idle);
     }

@@ -66,7 +66,7 @@ run:
 
 server:
 	$(CARGO) build --release --locked
-	cp $(BIN) ./exechealthz
+	scripts/install.sh $(BIN) ./exechealthz
 
 build:
 	scripts/build-static.sh $(ARCH)

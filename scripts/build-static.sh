@@ -79,7 +79,7 @@ else
     -Zbuild-std=std,panic_abort -Zbuild-std-features=
 fi
 
-cp "target/$musl/release/$sub$name" "$out"
+scripts/install.sh "target/$musl/release/$sub$name" "$out"
 info=$(file -b "$out" 2>/dev/null || echo 'file(1) not installed')
 case $info in
   *"dynamically linked"* | *interpreter*) fail "$out is not static: $info" ;;

@@ -459,8 +459,90 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
-    text.parse()
-        .map_err(|_| "not a port number (0 to 65535)".to_string())
+    let port = parse_go_int(text)?;
+    u16::try_from(port).map_err(|_| "not a port number (0 to 65535)".to_string())
+}
+
+/// Go's `strconv.ParseInt(text, 0, 64)`, which `flag.Int` uses: an
+/// optional sign, then decimal, `0x` hex, `0o` or leading-`0` octal, or
+/// `0b` binary, with `_` allowed only between digits (or after the base
+/// prefix). Errors in Go's words: a pod spec's `-port 020` is port 16 for
+/// the Go original, and so it is here.
+fn parse_go_int(text: &str) -> Result<i64, String> {
+    const SYNTAX: &str = "parse error (a whole number, such as 8080, 0x1F90 or 0o17620)";
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = unsigned.to_ascii_lowercase();
+    let (base, digits) = match lower.as_bytes() {
+        [b'0', b'x', _, ..] => (16, &lower[2..]),
+        [b'0', b'o', _, ..] => (8, &lower[2..]),
+        [b'0', b'b', _, ..] => (2, &lower[2..]),
+        [b'0', ..] => (8, &lower[1..]),
+        [] => return Err(SYNTAX.into()),
+        _ => (10, &lower[..]),
+    };
+    const RANGE: &str = "value out of range";
+    // In Go's order: a bad digit, or else the first overflow, before the
+    // underscores are looked at.
+    let mut value: u64 = 0;
+    for c in digits.chars().filter(|c| *c != '_') {
+        let digit = c.to_digit(base).ok_or(SYNTAX)?;
+        value = value
+            .checked_mul(u64::from(base))
+            .and_then(|v| v.checked_add(u64::from(digit)))
+            .ok_or(RANGE)?;
+    }
+    if !go_underscores_ok(&lower) {
+        return Err(SYNTAX.into());
+    }
+    let limit = if negative {
+        1u64 << 63
+    } else {
+        (1u64 << 63) - 1
+    };
+    if value > limit {
+        return Err(RANGE.into());
+    }
+    Ok(if negative {
+        (value as i64).wrapping_neg()
+    } else {
+        value as i64
+    })
+}
+
+/// Go's rule for `_` in a number (`underscoreOK`), on the unsigned,
+/// lowercased text: only between digits, or between a base prefix and a
+/// digit.
+fn go_underscores_ok(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // What came last: a digit ('0'), an underscore, or the start ('^').
+    let mut saw = b'^';
+    let mut i = 0;
+    let mut hex = false;
+    if bytes.len() >= 2 && bytes[0] == b'0' && matches!(bytes[1], b'b' | b'o' | b'x') {
+        i = 2;
+        saw = b'0';
+        hex = bytes[1] == b'x';
+    }
+    for &b in &bytes[i..] {
+        if b.is_ascii_digit() || (hex && (b'a'..=b'f').contains(&b)) {
+            saw = b'0';
+        } else if b == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+    }
+    saw != b'_'
 }
 
 fn parse_address(text: &str) -> Result<IpAddr, String> {
@@ -507,9 +589,9 @@ pub fn wants_json_logs(args: &[OsString]) -> bool {
 }
 
 fn parse_threshold(text: &str) -> Result<u32, String> {
-    match text.parse::<u32>() {
+    match u32::try_from(parse_go_int(text)?) {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err("must be a whole number of at least 1".into()),
+        _ => Err(format!("must be at least 1 and at most {}", u32::MAX)),
     }
 }
 
@@ -534,6 +616,70 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_read_as_gos_parse_int_with_base_0() {
+        // Values and errors checked against Go 1.22's strconv.ParseInt(s, 0, 64).
+        let ok = [
+            ("0", 0),
+            ("8080", 8080),
+            ("020", 16),
+            ("0o17", 15),
+            ("0O17", 15),
+            ("0x4E46", 20038),
+            ("0X4e46", 20038),
+            ("0b101", 5),
+            ("20_038", 20038),
+            ("0x_4E_46", 20038),
+            ("0_20", 16),
+            ("+7", 7),
+            ("-7", -7),
+            ("-0x10", -16),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ];
+        for (text, value) in ok {
+            assert_eq!(parse_go_int(text), Ok(value), "{text}");
+        }
+        let syntax = [
+            "", "+", "-", "0x", "0b", "0o", "08", "0b2", "x", "1e3", "1.0", " 1", "1 ", "_1", "1_",
+            "1__2", "0x_", "0_x1", "--1", "+-1", "١",
+        ];
+        for text in syntax {
+            assert!(
+                parse_go_int(text).unwrap_err().starts_with("parse error"),
+                "{text}"
+            );
+        }
+        let range = [
+            "9223372036854775808",
+            "-9223372036854775809",
+            "0x8000000000000000",
+            "99999999999999999999x",
+        ];
+        for text in range {
+            assert_eq!(
+                parse_go_int(text),
+                Err("value out of range".into()),
+                "{text}"
+            );
+        }
+        let config = run(&[
+            "-port",
+            "020",
+            "--failure-threshold=0b11",
+            "--success-threshold=1_0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                config.port,
+                config.failure_threshold,
+                config.success_threshold
+            ),
+            (16, 3, 10)
+        );
+    }
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse(args.iter().map(OsString::from).collect())? {

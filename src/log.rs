@@ -76,13 +76,23 @@ pub fn write_forever() -> ! {
         // Blocks while stderr is stuck; only this thread waits.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
         let mut queue = queue();
-        queue.writing = false;
         let dropped = std::mem::take(&mut queue.dropped_unreported);
+        if dropped == 0 {
+            queue.writing = false;
+        }
         drop(queue);
         if dropped > 0 {
-            error(format_args!(
-                "{dropped} log lines were dropped while stderr was not taking them"
-            ));
+            // Written here, not queued: the queue is likely full again
+            // (it filled while we waited on stderr), and a count line
+            // dropped there would lose its count. The counts in these
+            // lines add up to `exechealthz_log_lines_dropped_total`.
+            let line = format_line(
+                Level::Error,
+                format_args!("{dropped} log lines were dropped while stderr was not taking them"),
+                &[("dropped", Value::Num(dropped.to_string()))],
+            );
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            self::queue().writing = false;
         }
         QUEUED.notify_all();
     }
@@ -175,10 +185,15 @@ pub fn event(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)
 }
 
 fn write_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)]) {
+    emit(format_line(level, message, fields));
+}
+
+/// A whole line, newline included, in the format chosen.
+fn format_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value)]) -> String {
     let now = SystemTime::now();
     let message = message.to_string();
     let message = message.trim_end_matches('\n');
-    let line = if JSON.load(Ordering::Relaxed) {
+    if JSON.load(Ordering::Relaxed) {
         let mut line = format!(
             "{{\"time\":{},\"level\":{},\"msg\":{}",
             json::string(&rfc3339(now)),
@@ -203,8 +218,7 @@ fn write_line(level: Level, message: std::fmt::Arguments, fields: &[(&str, Value
         // command output and request bytes in a message cannot start a
         // forged line (LF, CR) or drive the reader's terminal (ESC).
         format!("{} {}\n", log_timestamp(now), escape_controls(message))
-    };
-    emit(line);
+    }
 }
 
 /// `text` with control characters (C0, DEL, C1) written as escapes:

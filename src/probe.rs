@@ -250,6 +250,15 @@ impl Runner<'_> {
                     return Outcome::TimedOut(self.schedule.timeout);
                 }
             } else if now >= deadline {
+                // Look once more before calling it a timeout: after a
+                // freeze (SIGSTOP, a paused cgroup, a VM stall) the deadline
+                // has passed for a command that may have finished long ago
+                // without our having looked.
+                if let Some(exit) = self.children.try_reap(&child, false) {
+                    status = Some(exit);
+                    stop_reading_at = Some(now + EXIT_GRACE);
+                    continue;
+                }
                 self.children.kill_group(&child);
                 killed_at = Some(now);
                 continue;

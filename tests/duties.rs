@@ -256,13 +256,24 @@ fn start_logging_heavily() -> (
     std::io::BufReader<std::process::ChildStderr>,
     std::net::SocketAddr,
 ) {
+    start_logging(&[
+        "--period=10ms",
+        "--cmd=head -c 4000 /dev/zero | tr '\\0' x; exit 1",
+    ])
+}
+
+/// A server started with `args`, its stderr read up to the listening line.
+fn start_logging(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    std::net::SocketAddr,
+) {
     use std::io::BufRead;
     let mut child = Command::new(BIN)
-        .args([
-            "--port=0",
-            "--period=10ms",
-            "--cmd=head -c 4000 /dev/zero | tr '\\0' x; exit 1",
-        ])
+        .arg("--port=0")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -288,8 +299,16 @@ fn start_logging_heavily() -> (
 #[test]
 fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
     use std::io::BufRead;
-    // Each run logs a 4 KB failure line: a 64 KiB pipe fills in a moment.
-    let (mut child, mut stderr, address) = start_logging_heavily();
+    // 20 probes log two short lines a run each, every 10 ms: stderr's pipe
+    // and then our queue fill in a moment, and the queue stays full to
+    // within a line (so a count line queued there would be dropped too).
+    let mut args = vec!["--period=10ms".to_string()];
+    for i in 0..20 {
+        args.push(format!("--url=/p{i}"));
+        args.push("--cmd=exit 1".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut child, mut stderr, address) = start_logging(&args);
     // Nobody reads stderr now: lines are dropped, probing and serving go on.
     let runs = |text: &str| -> f64 {
         text.lines()
@@ -305,27 +324,27 @@ fn a_stuck_stderr_blocks_nothing_and_what_was_dropped_is_said() {
         let text = http(address, "GET", "/metrics").text();
         (runs(&text) >= dropped_at + 20.0).then_some(())
     });
-    // Read again: the writer drains, then says how many were dropped.
-    let reader = std::thread::spawn(move || {
+    // Read again: the writer drains, then says how many were dropped, and
+    // the counts it gives add up to the metric (a count line is never
+    // dropped itself, which would lose its count).
+    let said = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let said_by_reader = std::sync::Arc::clone(&said);
+    std::thread::spawn(move || {
         let mut line = String::new();
-        loop {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-                return None;
-            }
+        while stderr.read_line(&mut line).unwrap_or(0) > 0 {
             if line.contains("log lines were dropped while stderr was not taking them") {
-                return Some(line);
+                let count: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
+                said_by_reader.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
             }
+            line.clear();
         }
     });
-    let found = reader
-        .join()
-        .unwrap()
-        .expect("a line saying what was dropped");
-    assert!(
-        found.split(' ').nth(2).unwrap().parse::<u64>().unwrap() > 0,
-        "{found}"
-    );
+    eventually("the dropped lines said to add up to the metric", || {
+        let text = http(address, "GET", "/metrics").text();
+        let total = metric(&text, "exechealthz_log_lines_dropped_total")? as u64;
+        (said.load(std::sync::atomic::Ordering::SeqCst) == total).then_some(())
+    });
+    assert!(said.load(std::sync::atomic::Ordering::SeqCst) > 0);
     let _ = child.kill();
     let _ = child.wait();
 }

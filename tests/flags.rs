@@ -52,6 +52,37 @@ fn bad_numbers_and_addresses() {
 }
 
 #[test]
+fn integer_flags_are_read_as_gos_flag_int_reads_them() {
+    // A free port written as a pod spec for the Go original may write it:
+    // Go's flag.Int takes hex, octal (0o17 or a leading 0) and underscores.
+    let forms: [fn(u16) -> String; 4] = [
+        |p| format!("0x{p:X}"),
+        |p| format!("0{p:o}"),
+        |p| format!("0o{p:o}"),
+        |p| format!("{}_{:03}", p / 1000, p % 1000),
+    ];
+    for form in forms {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let written = form(port);
+        let mut command = std::process::Command::new(BIN);
+        command.args(["--cmd=true", &format!("-port={written}")]);
+        let server = Server::start_command(command);
+        assert_eq!(server.address.port(), port, "-port={written}");
+        server.wait_status("/healthz", 200);
+    }
+    assert_rejected(&["--port=0x10000"], "not a port number (0 to 65535)");
+    assert_rejected(&["--port=-1"], "not a port number");
+    assert_rejected(&["--port=99999999999999999999"], "value out of range");
+    assert_rejected(&["--port=08"], "parse error");
+    assert_rejected(&["--port=1_"], "parse error");
+    assert_rejected(&["--success-threshold=0x1_0000_0000"], "at most 4294967295");
+}
+
+#[test]
 fn bad_flag_syntax() {
     assert_rejected(&["--nosuch=1"], "unknown flag --nosuch");
     assert_rejected(&["-bogus"], "unknown flag -bogus");

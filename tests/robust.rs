@@ -384,3 +384,70 @@ fn no_leaks_over_thousands_of_runs() {
         after.2
     );
 }
+
+/// A probe's counter in `/metrics`.
+fn probe_counter(server: &Server, name: &str) -> u64 {
+    let text = server.get("/metrics").text();
+    let prefix = format!("{name}{{probe=\"/healthz\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+#[test]
+fn a_freeze_does_not_turn_a_finished_command_into_a_timeout() {
+    // Runs freeze the whole server (as a paused cgroup or a
+    // VM stall would), then sleep 50 ms and exit; the test thaws the
+    // server only after the 200 ms timeout has passed. The command
+    // finished long before: it is found finished, not killed as timed out.
+    let dir = TempDir::new("freeze");
+    let thawed = dir.file("thawed");
+    let cmd = format!("[ -e {thawed} ] || kill -STOP $PPID; sleep 0.05");
+    let server = Server::start(&["--cmd", &cmd, "--timeout=200ms", "--period=10ms"]);
+    let stopped = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+        stat.rsplit_once(") ").unwrap().1.starts_with('T')
+    };
+    for i in 0..20 {
+        eventually("the server frozen by its command", || {
+            stopped().then_some(())
+        });
+        // The freeze itself: not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(300));
+        if i == 19 {
+            std::fs::write(&thawed, "").unwrap();
+        }
+        server.signal(libc::SIGCONT);
+    }
+    eventually("the runs after the freezes", || {
+        (probe_counter(&server, "exechealthz_probe_runs_total") >= 22).then_some(())
+    });
+    assert_eq!(
+        probe_counter(&server, "exechealthz_probe_timeouts_total"),
+        0
+    );
+    assert_eq!(
+        probe_counter(&server, "exechealthz_probe_failures_total"),
+        0
+    );
+}
+
+#[test]
+fn the_readmes_daemon_recipe_leaves_a_daemon() {
+    // The README's recipe, word for word but for the daemon: detached in
+    // the foreground, it has left the group before the command exits and
+    // the group is killed. (`setsid sleep N & exit 0` lost the race.)
+    let token = unique_sleep();
+    let cmd = format!("setsid sh -c \"sleep {token} >/dev/null 2>&1 &\"; exit 0");
+    let server = Server::start(&["--cmd", &cmd, "--period=1h"]);
+    server.wait_status("/healthz", 200);
+    // The run is over, its group killed: the daemon lives on.
+    assert!(!processes_with(&token).is_empty(), "no daemon left");
+    for pid in processes_with(&token) {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    gone(&token);
+}

@@ -42,7 +42,7 @@ BUILDAH ?= buildah --storage-driver vfs
 export CROSS_CONFIG ?= cross.toml
 export CROSS
 
-.PHONY: help build server run test lint fmt bench soak container push push-legacy \
+.PHONY: help build server run test lint fmt bench soak fuzz container push push-legacy \
 	all-build all-container all-push manifest version clean release-check
 
 help:
@@ -56,6 +56,7 @@ help:
 	@echo "make manifest     OCI image index $(MANIFEST) of the four images (buildah)"
 	@echo "make bench        build the static binary and print its figures"
 	@echo "make soak         SECONDS=600: a long mixed load; RSS, threads, descriptors, zombies over time"
+	@echo "make fuzz         SECONDS=60: run each fuzz target (cargo-fuzz) that long"
 	@echo "make release-check  build every ARCH, run each (qemu), build and run the image"
 	@echo "make version      print the version ($(TAG))"
 	@echo "make clean        remove build output"
@@ -91,6 +92,10 @@ bench:
 	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare
 
 SECONDS ?= 600
+# Every fuzz target for SECONDS each (default 60); see scripts/fuzz.sh.
+fuzz:
+	scripts/fuzz.sh $(or $(SECONDS),60)
+
 soak:
 	scripts/build-static.sh amd64
 	python3 scripts/soak.py bin/amd64/exechealthz $(SECONDS)

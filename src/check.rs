@@ -404,13 +404,30 @@ fn fetch(target: &Target, deadline: Instant) -> Result<Response, Failure> {
         .set_write_timeout(Some(left(deadline)?))
         .and_then(|_| stream.write_all(request.as_bytes()))
         .map_err(|e| io_failure(&format!("send to {addr}"), e))?;
-    let mut reader = Reader {
+    read_response(&mut Reader {
         stream,
         addr,
         deadline,
         buffer: Vec::new(),
         eof: false,
-    };
+    })
+}
+
+/// Where a response is read from: a socket whose reads give up at the
+/// deadline (in the fuzz target, scripted bytes).
+pub trait Source: Read {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+}
+
+/// The final response to the request sent, its body read (up to
+/// `MAX_BODY`) and dropped.
+fn read_response<S: Source>(reader: &mut Reader<S>) -> Result<Response, Failure> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 100];
         let mut parsed = httparse::Response::new(&mut headers);
@@ -485,15 +502,15 @@ fn fetch(target: &Target, deadline: Instant) -> Result<Response, Failure> {
 }
 
 /// A response being read, with what has arrived and not been used yet.
-struct Reader {
-    stream: TcpStream,
+struct Reader<S> {
+    stream: S,
     addr: SocketAddr,
     deadline: Instant,
     buffer: Vec<u8>,
     eof: bool,
 }
 
-impl Reader {
+impl<S: Source> Reader<S> {
     /// Reads more into the buffer: how much (0 at end of stream).
     fn fill(&mut self) -> Result<usize, Failure> {
         if self.eof {
@@ -502,7 +519,7 @@ impl Reader {
         let mut chunk = [0u8; 4096];
         loop {
             self.stream
-                .set_read_timeout(Some(left(self.deadline)?))
+                .set_read_timeout(left(self.deadline)?)
                 .map_err(|e| io_failure("set timeout", e))?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
@@ -712,6 +729,35 @@ fn parse_reply(reply: &[u8], qtype: u16) -> Option<Answer> {
     } else {
         Answer::Empty
     })
+}
+
+/// For the fuzz targets (`crate::fuzz`): what the http:// check makes of a
+/// response read from `source` (its status line, or why it fails), and
+/// the count the dns:// check finds in a reply.
+pub mod fuzzing {
+    use super::*;
+
+    pub fn http_response(source: impl Source) -> Result<String, String> {
+        let mut reader = Reader {
+            stream: source,
+            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            deadline: Instant::now() + Duration::from_secs(60),
+            buffer: Vec::new(),
+            eof: false,
+        };
+        match read_response(&mut reader) {
+            Ok(response) => Ok(response.status_line),
+            Err(Failure::TimedOut) => Err("timed out".into()),
+            Err(Failure::Error(why) | Failure::Answered { why, .. }) => Err(why),
+        }
+    }
+
+    pub fn dns_reply(reply: &[u8], qtype: u16) -> Option<usize> {
+        match parse_reply(reply, qtype)? {
+            Answer::Records(n) => Some(n),
+            _ => Some(0),
+        }
+    }
 }
 
 /// The offset just past a (possibly compressed) name at `at`.

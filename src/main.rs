@@ -2,35 +2,15 @@
 //! HTTP, so the kubelet's HTTP liveness probe can check what only a command
 //! can. A drop-in replacement for the Go exec-healthz sidecar.
 //!
-//! This file only wires the parts together; each module says what it does:
-//! `config` (flags), `spec` (what a probe is), `probe` (running commands),
-//! `check` (built-in checks), `outcome` (how a run ended), `results` (their
-//! state), `watchdog` (staleness), `status` and `metrics` (reports), `http`
-//! (serving), `process` (children, signals, PID 1), `log`, `duration` and
-//! `json` (formats), `words` (shell-like splitting).
+//! This file only wires the parts together; the parts are in the library
+//! (`lib.rs`), where each module says what it does.
 
-mod check;
-mod config;
-mod duration;
-mod http;
-mod json;
-mod log;
-mod metrics;
-mod outcome;
-mod probe;
-mod process;
-mod results;
-mod spec;
-mod status;
-mod watchdog;
-mod words;
-
+use exechealthz::config::{self, Config, Invocation};
+use exechealthz::process::{self, Children};
+use exechealthz::results::{Policy, Probe};
+use exechealthz::{THREAD_STACK, duration, error, http, info, json, log, probe, watchdog};
 use std::sync::Arc;
 use std::thread;
-
-use config::{Config, Invocation};
-use process::Children;
-use results::{Policy, Probe};
 
 /// The static build's allocator. musl's own (mallocng) kept what a long
 /// mixed load freed: under `make soak` its RSS grew from 1 MB to 11 MB in
@@ -40,9 +20,6 @@ use results::{Policy, Probe};
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-/// Our own threads do little and keep no large buffers on their stacks.
-pub const THREAD_STACK: usize = 128 * 1024;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

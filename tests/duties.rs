@@ -252,7 +252,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 /// pipe fills in a moment), with its stderr read up to the listening line
 /// and no further.
 fn start_logging_heavily() -> (
-    std::process::Child,
+    Reaped,
     std::io::BufReader<std::process::ChildStderr>,
     std::net::SocketAddr,
 ) {
@@ -262,11 +262,35 @@ fn start_logging_heavily() -> (
     ])
 }
 
+/// A child process killed and reaped when dropped, so that a failed test
+/// leaves no server running.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A server started with `args`, its stderr read up to the listening line.
 fn start_logging(
     args: &[&str],
 ) -> (
-    std::process::Child,
+    Reaped,
     std::io::BufReader<std::process::ChildStderr>,
     std::net::SocketAddr,
 ) {
@@ -290,7 +314,7 @@ fn start_logging(
     }
     let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
     (
-        child,
+        Reaped(child),
         stderr,
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
     )

@@ -253,6 +253,11 @@ impl<S: Stream> Conn<S> {
         }
     }
 
+    /// For the fuzz harness, which plays the client through the socket.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
     pub fn stream(&self) -> &S {
         &self.stream
     }

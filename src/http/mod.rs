@@ -7,11 +7,11 @@
 //! Nothing else listens: no internal socket, no second port. This side
 //! reads results and process state; nothing below it imports it.
 
-mod conn;
+pub(crate) mod conn;
 mod front;
-mod head;
+pub(crate) mod head;
 mod listen;
-mod routes;
+pub(crate) mod routes;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

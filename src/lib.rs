@@ -1,0 +1,31 @@
+//! exechealthz's parts, as a library so that the fuzz targets (`fuzz/`)
+//! can drive the parsers and the connection state machine directly; the
+//! binary (`main.rs`) wires them together. Not a public API: nothing here
+//! is stable.
+//!
+//! `config` (flags), `spec` (what a probe is), `probe` (running commands),
+//! `check` (built-in checks), `outcome` (how a run ended), `results` (their
+//! state), `watchdog` (staleness), `status` and `metrics` (reports), `http`
+//! (serving), `process` (children, signals, PID 1), `log`, `duration` and
+//! `json` (formats), `words` (shell-like splitting).
+
+pub mod check;
+pub mod config;
+pub mod duration;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod http;
+pub mod json;
+pub mod log;
+pub mod metrics;
+pub mod outcome;
+pub mod probe;
+pub mod process;
+pub mod results;
+pub mod spec;
+pub mod status;
+pub mod watchdog;
+pub mod words;
+
+/// Our own threads do little and keep no large buffers on their stacks.
+pub const THREAD_STACK: usize = 128 * 1024;

@@ -60,10 +60,10 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         return Ok(None);
     }
     let builtin = SCHEMES.contains(&scheme.to_ascii_lowercase().as_str());
-    if cmd.contains(char::is_whitespace) {
+    if cmd.contains(|c: char| c.is_whitespace() || c.is_control()) {
         if builtin {
             return Err(format!(
-                "{}: a built-in check is one URL, with no spaces \
+                "{}: a built-in check is one URL, with no spaces or control characters \
                  (percent-encode them, or write a command that does not begin with {scheme}://)",
                 crate::json::string(cmd)
             ));
@@ -103,7 +103,8 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         }
         "dns" => {
             let name = path.trim_start_matches('/');
-            if name.is_empty() || name.split('.').any(|l| l.len() > 63) || name.len() > 253 {
+            let mut labels = name.strip_suffix('.').unwrap_or(name).split('.');
+            if name.is_empty() || labels.any(|l| l.is_empty() || l.len() > 63) || name.len() > 253 {
                 return Err(format!(
                     "{cmd}: write dns://[SERVER[:PORT]]/NAME with a valid NAME"
                 ));
@@ -831,6 +832,10 @@ mod tests {
             "dns://",
             "ftp://x/y",
             "tcp://[::1:5",
+            "tcp://a\u{1}b:80",
+            "http://h/\u{7f}",
+            "dns:///a..b",
+            "dns:///.",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

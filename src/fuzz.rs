@@ -68,7 +68,7 @@ pub fn request_head(data: &[u8]) {
                 return;
             }
             Err(reject) => {
-                assert!(matches!(reject.status, 400 | 414 | 431), "{reject:?}");
+                assert!(matches!(reject.status, 400 | 414 | 431 | 505), "{reject:?}");
                 return;
             }
         }

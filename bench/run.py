@@ -215,18 +215,27 @@ def bench_many_probes(binary, probes=300, seconds=5):
 
 
 def bench_sigterm(binary, repeats=20):
-    """Time from SIGTERM to exit, with a probe command running."""
-    times = []
-    for _ in range(repeats):
-        proc, _ = start(binary, ["--quiet", "--cmd=sleep 100"])
-        time.sleep(0.2)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
-        times.append(time.monotonic() - t0)
-    times.sort()
-    figure("SIGTERM to exit, median", f"{times[len(times) // 2] * 1000:.1f}", "ms")
-    figure("SIGTERM to exit, max", f"{times[-1] * 1000:.1f}", "ms")
+    """Time from SIGTERM to exit: one probe with its command running, and
+    300 probes at 10 ms (spawns under way at every moment)."""
+    for label, probes, period, cmd in [
+        ("a probe running", 1, "2s", "sleep 100"),
+        ("300 probes at 10ms", 300, "10ms", "true"),
+    ]:
+        args = ["--quiet", f"--period={period}"]
+        for i in range(probes):
+            args += [f"--url=/p{i}", f"--cmd={cmd}"]
+        times = []
+        for _ in range(repeats):
+            proc, _ = start(binary, args)
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            time.sleep(0.2 if probes == 1 else 1.0)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            times.append(time.monotonic() - t0)
+        times.sort()
+        figure(f"SIGTERM to exit, {label}, median", f"{times[len(times) // 2] * 1000:.1f}", "ms")
+        figure(f"SIGTERM to exit, {label}, max", f"{times[-1] * 1000:.1f}", "ms")
 
 
 def wait_port(port, timeout=10):

@@ -76,6 +76,10 @@ pub fn run_forever(
         let started = Instant::now();
         probe.run_started(started);
         let run = runner.run_once(started);
+        if children.exiting() {
+            // Killed by the exit, not failed (see `process::wait_for_exit`).
+            crate::process::wait_for_exit();
+        }
         log_failure(probe, &run);
         let recorded = probe.record(run, &policy);
         log_change(probe, recorded.from, recorded.to);

@@ -7,6 +7,9 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// The tests here run one at a time: each has hundreds of threads.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs so far of each probe, from `/metrics`, by URL.
 fn runs_by_probe(server: &Server) -> Vec<(String, f64)> {
     server
@@ -32,6 +35,7 @@ fn runs_by_probe(server: &Server) -> Vec<(String, f64)> {
 
 #[test]
 fn hundreds_of_probes_all_run_and_are_reaped() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     for period in ["10ms", "100ms"] {
         let mut args = vec![format!("--period={period}"), "--latency=5s".to_string()];
         for i in 0..300 {
@@ -81,4 +85,34 @@ fn hundreds_of_probes_all_run_and_are_reaped() {
             assert!(after > before, "{period}: {url} stopped running");
         }
     }
+}
+
+#[test]
+fn an_exit_under_churn_kills_every_command() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    // 100 probes spawning `true` every 10 ms keep spawns under way at any
+    // moment; 50 more each have a `sleep` running. SIGTERM: exit status 0,
+    // and no command left behind, whether it was running, or being spawned
+    // (killed by the exit itself, or by its spawn once it sees the exit).
+    let token = unique_sleep();
+    let mut args = vec!["--period=10ms".to_string(), "--quiet".to_string()];
+    for i in 0..150 {
+        let cmd = if i % 3 == 0 {
+            format!("sleep {token}")
+        } else {
+            "true".into()
+        };
+        args.push(format!("--cmd={cmd}"));
+        args.push(format!("--url=/p{i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
+    eventually("every sleep running", || {
+        (processes_with(&token).len() >= 50).then_some(())
+    });
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    eventually("no command left", || {
+        processes_with(&token).is_empty().then_some(())
+    });
 }

@@ -23,6 +23,10 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    // `exechealthz check TARGET...`: checks run once, nothing else started.
+    if args.first().is_some_and(|first| first == "check") {
+        std::process::exit(exechealthz::oneshot::main(&args[1..]));
+    }
     let json_logs = config::wants_json_logs(&args);
     log::set_json(json_logs);
     // A panic aborts (see Cargo.toml); its message goes out as a log line.

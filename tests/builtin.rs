@@ -500,3 +500,180 @@ fn dns_check_without_a_server_uses_resolv_conf() {
         "{text}"
     );
 }
+
+// `exechealthz check TARGET...`: the same checks, run once.
+
+/// Runs `exechealthz check ARGS`: exit status, stdout lines, stderr.
+fn check(args: &[&str]) -> (i32, Vec<String>, String) {
+    let output = Command::new(BIN).arg("check").args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Why the server's probe of `target` fails: the end of its 503 body.
+fn server_reason(target: &str) -> String {
+    let server = Server::start(&[&format!("--cmd={target}"), "--period=10ms"]);
+    let text = server
+        .wait_for("/healthz", |r| {
+            r.status == 503 && r.text().contains(" UTC, error ")
+        })
+        .text();
+    text.split_once(" UTC, error ")
+        .unwrap()
+        .1
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn check_runs_each_scheme_once_with_the_servers_reasons() {
+    let dir = TempDir::new("oneshot");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = {
+        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+        gone.local_addr().unwrap().port()
+    };
+    let http_ok = http_peer("/ready", "204 No Content");
+    let http_bad = http_peer("/", "500 Internal Server Error");
+    let (_dns, dns) = dns_peer(false);
+    let file = dir.file("ready");
+    std::fs::write(&file, "").unwrap();
+    let passing = [
+        format!("tcp://127.0.0.1:{open}"),
+        format!("http://127.0.0.1:{http_ok}/ready"),
+        format!("file://{file}"),
+        format!("dns://127.0.0.1:{dns}/ok.test"),
+    ];
+    for target in &passing {
+        let (code, lines, stderr) = check(&[target]);
+        assert_eq!((code, lines), (0, vec![format!("ok {target}")]), "{stderr}");
+    }
+    let failing = [
+        format!("tcp://127.0.0.1:{closed}"),
+        format!("http://127.0.0.1:{http_bad}/"),
+        format!("file://{}", dir.file("missing")),
+        format!("dns://127.0.0.1:{dns}/missing.test"),
+    ];
+    for target in &failing {
+        let (code, lines, _) = check(&[target]);
+        let reason = server_reason(target);
+        assert_eq!(
+            (code, lines),
+            (1, vec![format!("failed {target}: {reason}")])
+        );
+    }
+    // Several at once: one failing fails them all, and each has its line,
+    // in the order given.
+    let mixed = [&passing[0], &failing[0], &passing[2], &failing[2]];
+    let mixed: Vec<&str> = mixed.iter().map(|t| t.as_str()).collect();
+    let (code, lines, _) = check(&mixed);
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 4);
+    for (line, target) in lines.iter().zip(&mixed) {
+        assert!(line.contains(&format!("{target}")), "{line}");
+    }
+    assert!(lines[0].starts_with("ok ") && lines[1].starts_with("failed "));
+    let passing: Vec<&str> = passing.iter().map(String::as_str).collect();
+    assert_eq!(check(&passing).0, 0);
+}
+
+#[test]
+fn check_keeps_one_deadline_for_targets_that_never_answer() {
+    // Accepts connections (the kernel does) and never answers; a DNS
+    // server that never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (_dns, dns) = dns_peer(true);
+    let http = format!("http://127.0.0.1:{port}/");
+    let dns = format!("dns://127.0.0.1:{dns}/ok.test");
+    let started = std::time::Instant::now();
+    let (code, lines, _) = check(&["--timeout=300ms", &http, &dns]);
+    let took = started.elapsed();
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines,
+        [
+            format!("failed {http}: http check of {http} timed out after 300ms"),
+            format!("failed {dns}: dns check of ok.test timed out after 300ms"),
+        ]
+    );
+    assert!(
+        took < std::time::Duration::from_millis(400),
+        "took {took:?}"
+    );
+    // The default is the kubelet's 1 s.
+    let started = std::time::Instant::now();
+    let (code, lines, _) = check(&[&http]);
+    assert_eq!(code, 1);
+    assert!(lines[0].ends_with("timed out after 1s"), "{lines:?}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1100));
+}
+
+#[test]
+fn check_usage_errors_exit_1_and_point_to_its_help() {
+    for (args, says) in [
+        (&[][..], "no target"),
+        (&["echo ok"][..], "not a check URL"),
+        (&["--bogus", "tcp://a:1"][..], "unknown flag --bogus"),
+        (&["tcp://a"][..], "missing :PORT"),
+        (&["--timeout=soon", "tcp://a:1"][..], "--timeout"),
+    ] {
+        let (code, lines, stderr) = check(args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(lines.is_empty(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("see 'exechealthz check --help'"),
+            "{stderr}"
+        );
+    }
+    let (code, lines, _) = check(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        lines[0].starts_with("Usage: exechealthz check"),
+        "{lines:?}"
+    );
+    // `check` is a subcommand only as the first argument.
+    let output = run_to_end(&["--quiet", "check"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn check_exit_status_does_not_depend_on_stdout() {
+    use std::process::Stdio;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for target in [open.as_str(), "tcp://127.0.0.1:1"] {
+        let want = if target == open { 0 } else { 1 };
+        let status = Command::new(BIN)
+            .args(["check", target])
+            .stdout(full())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(want), "{target}, stdout full");
+        let mut child = Command::new(BIN)
+            .args(["check", target])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        assert_eq!(
+            child.wait().unwrap().code(),
+            Some(want),
+            "{target}, stdout closed"
+        );
+    }
+}

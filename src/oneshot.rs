@@ -1,0 +1,237 @@
+//! `exechealthz check [--timeout D] TARGET...`: runs built-in checks once
+//! and exits, for exec probes and `HEALTHCHECK`s in images with no shell
+//! and no curl. Each TARGET is a check URL as `--cmd` takes it (parsed by
+//! `check::parse`, run by `check::run`: the same semantics and reasons as
+//! the server's). All run at once under one deadline; one line each on
+//! stdout (`ok TARGET` or `failed TARGET: reason`); exit status 0 if every
+//! one passed, else 1. A usage error is 1 too, never 2: Docker reserves 2
+//! in health checks.
+//!
+//! It is cheap enough to run every second in every pod: no log thread, no
+//! signal handling, no file read that a target does not need. It never
+//! touches the server's parts (HTTP, probes, results).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::check::{self, Check};
+use crate::duration;
+
+/// The kubelet's default probe timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A check's thread has only a connection and a few buffers to hold.
+const THREAD_STACK: usize = 64 * 1024;
+
+pub const USAGE: &str = "\
+Usage: exechealthz check [--timeout D] TARGET...
+
+Runs each built-in check once, all at the same time under one deadline,
+prints one line per target ('ok TARGET' or 'failed TARGET: reason') and
+exits 0 if every one passed, 1 otherwise (a usage error is 1 too: Docker
+reserves 2 in health checks). For exec probes and HEALTHCHECKs in images
+with no shell:
+
+  HEALTHCHECK CMD [\"/exechealthz\", \"check\", \"http://127.0.0.1:8080/healthz\"]
+
+Targets, as --cmd takes them (the same checks, with the same reasons):
+  tcp://HOST:PORT           a TCP connection opens
+  http://HOST[:PORT]/PATH   GET answers 200-399 (the kubelet's httpGet)
+  file:///PATH              the path exists
+  dns://[SERVER[:PORT]]/NAME  an A or AAAA query for NAME gets an answer
+
+  --timeout D   the deadline for all of them (default 1s, the kubelet's)
+  -h, --help    this help
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+enum Ask {
+    Help,
+    Run {
+        timeout: Duration,
+        targets: Vec<(String, Check)>,
+    },
+}
+
+/// Runs `exechealthz check ARGS` (the arguments after `check`); returns
+/// the exit status.
+pub fn main(args: &[OsString]) -> i32 {
+    let mut stdout = std::io::stdout().lock();
+    match parse(args) {
+        // A help that cannot be written is still not a failed check.
+        Ok(Ask::Help) => {
+            let _ = stdout.write_all(USAGE.as_bytes());
+            0
+        }
+        Ok(Ask::Run { timeout, targets }) => {
+            let mut all_pass = true;
+            for (target, result) in targets.iter().map(|(t, _)| t).zip(run(&targets, timeout)) {
+                // Nobody reading, or a full disk, changes nothing: the
+                // exit status is the answer.
+                let _ = match result {
+                    Ok(()) => writeln!(stdout, "ok {target}"),
+                    Err(why) => {
+                        all_pass = false;
+                        writeln!(stdout, "failed {target}: {}", one_line(&why))
+                    }
+                };
+            }
+            let _ = stdout.flush();
+            i32::from(!all_pass)
+        }
+        Err(e) => {
+            eprintln!("exechealthz check: {e}; see 'exechealthz check --help'");
+            1
+        }
+    }
+}
+
+fn parse(args: &[OsString]) -> Result<Ask, String> {
+    let mut timeout = DEFAULT_TIMEOUT;
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    let mut flags_done = false;
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))?;
+        if !flags_done && arg.starts_with('-') && arg.len() > 1 {
+            if arg == "--" {
+                flags_done = true;
+                continue;
+            }
+            let body = arg.trim_start_matches('-');
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (body, None),
+            };
+            match name {
+                "h" | "help" => return Ok(Ask::Help),
+                "timeout" => {
+                    let value = match inline {
+                        Some(value) => value,
+                        None => args
+                            .next()
+                            .and_then(|v| v.to_str())
+                            .ok_or("flag needs an argument: --timeout")?,
+                    };
+                    let nanos = duration::parse(value)
+                        .map_err(|e| format!("invalid value {value:?} for --timeout: {e}"))?;
+                    if nanos <= 0 {
+                        return Err(format!(
+                            "invalid value {value:?} for --timeout: must be greater than zero"
+                        ));
+                    }
+                    timeout = Duration::from_nanos(nanos as u64);
+                }
+                _ => return Err(format!("unknown flag {arg}")),
+            }
+            continue;
+        }
+        match check::parse(arg) {
+            Ok(Some(check)) => targets.push((arg.to_string(), check)),
+            Ok(None) => {
+                return Err(format!(
+                    "{arg:?} is not a check URL (tcp://, http://, file://, dns://): \
+                     check runs no commands"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if targets.is_empty() {
+        return Err("no target to check".into());
+    }
+    Ok(Ask::Run { timeout, targets })
+}
+
+/// Runs every check at once; each one's result, in order. A check still
+/// going at the deadline is a failure: name resolution, for one, has no
+/// timeout of its own, so the deadline is kept here, not by each check
+/// (which is why even a single check runs on a thread of its own). The
+/// process exits right after, with any such thread still in it.
+fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Result<(), String>> {
+    let deadline = Instant::now() + timeout;
+    let (done, results) = mpsc::channel();
+    for (i, (_, check)) in targets.iter().enumerate() {
+        let check = check.clone();
+        let sender = done.clone();
+        let started = std::thread::Builder::new()
+            .stack_size(THREAD_STACK)
+            .spawn(move || {
+                let (outcome, _) = check::run(&check, timeout);
+                let _ = sender.send((i, outcome.error().map_or(Ok(()), Err)));
+            });
+        if let Err(e) = started {
+            let _ = done.send((i, Err(format!("cannot start a thread for it: {e}"))));
+        }
+    }
+    drop(done);
+    let mut out: Vec<Option<Result<(), String>>> = vec![None; targets.len()];
+    while out.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match results.recv_timeout(left) {
+            Ok((i, result)) => out[i] = Some(result),
+            Err(_) => break,
+        }
+    }
+    out.into_iter()
+        .zip(targets)
+        .map(|(result, (_, check))| {
+            result.unwrap_or_else(|| {
+                Err(format!(
+                    "{} timed out after {}",
+                    check.name(),
+                    duration::format(timeout)
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A reason on one line: it is one line of output per target.
+fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n").replace('\r', "\\r")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn reads_its_arguments() {
+        let Ok(Ask::Run { timeout, targets }) = parse(&args(&[
+            "--timeout=250ms",
+            "tcp://a:1",
+            "-timeout",
+            "2s",
+            "file:///x",
+        ])) else {
+            panic!("not a run");
+        };
+        assert_eq!(timeout, Duration::from_secs(2));
+        assert_eq!(targets.len(), 2);
+        assert_eq!(parse(&args(&["tcp://a:1", "-h"])), Ok(Ask::Help));
+        assert_eq!(parse(&args(&["--", "tcp://a:1"])).map(|_| ()), Ok(()));
+        for (bad, says) in [
+            (&[][..], "no target"),
+            (&["--timeout"][..], "needs an argument"),
+            (&["--timeout=0s", "tcp://a:1"][..], "greater than zero"),
+            (&["--timeout=1", "tcp://a:1"][..], "--timeout"),
+            (&["--bogus", "tcp://a:1"][..], "unknown flag --bogus"),
+            (&["echo hi"][..], "not a check URL"),
+            (&["tcp://nohost"][..], "missing :PORT"),
+            (&["https://a/"][..], "TLS is not built in"),
+        ] {
+            let e = parse(&args(bad)).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}

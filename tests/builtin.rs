@@ -577,7 +577,7 @@ fn check_runs_each_scheme_once_with_the_servers_reasons() {
     assert_eq!(code, 1);
     assert_eq!(lines.len(), 4);
     for (line, target) in lines.iter().zip(&mixed) {
-        assert!(line.contains(&format!("{target}")), "{line}");
+        assert!(line.contains(*target), "{line}");
     }
     assert!(lines[0].starts_with("ok ") && lines[1].starts_with("failed "));
     let passing: Vec<&str> = passing.iter().map(String::as_str).collect();

@@ -1,5 +1,7 @@
-//! The deploy/ examples: every exechealthz container passes Pod Security
-//! "restricted" and is probed itself; one example is a native sidecar.
+//! The deploy/ examples: every container passes Pod Security "restricted"
+//! (in the kube-dns example, ours), every exechealthz container is probed
+//! itself, one example is a native sidecar and one probes the sidecar with
+//! `exechealthz check`.
 
 use std::process::Command;
 
@@ -20,6 +22,15 @@ fn sidecars_are_restricted_probed_and_one_is_native() {
         .lines()
         .filter(|l| l.ends_with(": restricted"))
         .count();
-    assert!(restricted >= 3, "{stdout}");
+    // Every container of the two sidecar pods and the check pod (the
+    // apps too), and kube-dns's sidecar.
+    assert!(restricted >= 7, "{stdout}");
+    for web in ["sidecar-pod.json web", "native-sidecar-pod.json web", "check-pod.json web"] {
+        assert!(stdout.contains(&format!("{web}: restricted")), "{stdout}");
+    }
     assert!(stdout.lines().any(|l| l.ends_with(": native")), "{stdout}");
+    assert!(
+        stdout.contains("check-pod.json healthz: exec probe through check"),
+        "{stdout}"
+    );
 }

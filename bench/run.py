@@ -214,6 +214,37 @@ def bench_many_probes(binary, probes=300, seconds=5):
                f"{min(runs):.0f} and {max(runs):.0f}")
 
 
+def bench_check_cli(binary, runs=200):
+    """`exechealthz check` as an exec probe would run it: wall time and CPU
+    per invocation (the child's user + system time), for tcp:// and
+    http:// against a local server, beside curl's for the same http://."""
+    import resource
+    import shutil
+    proc, port = start(binary, ["--quiet", "--period=1s"])
+    try:
+        time.sleep(0.3)
+        url = f"http://127.0.0.1:{port}/healthz"
+        commands = [
+            ("exechealthz check tcp://", [binary, "check", f"tcp://127.0.0.1:{port}"]),
+            ("exechealthz check http://", [binary, "check", url]),
+        ]
+        if shutil.which("curl"):
+            commands.append(("curl -fsS (same http://)", ["curl", "-fsS", "-o", "/dev/null", url]))
+        for label, command in commands:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            for _ in range(runs):
+                subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+            wall = (time.monotonic() - t0) / runs
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / runs
+            figure(f"{label}: wall per invocation", f"{wall * 1000:.2f}", "ms")
+            figure(f"{label}: CPU per invocation", f"{cpu * 1000:.2f}", "ms")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def bench_sigterm(binary, repeats=20):
     """Time from SIGTERM to exit: one probe with its command running, and
     300 probes at 10 ms (spawns under way at every moment)."""
@@ -581,6 +612,7 @@ def main():
     bench_low_descriptor_limit(args.binary)
     bench_slow_readers(args.binary)
     bench_period_accuracy(args.binary, int(args.seconds))
+    bench_check_cli(args.binary)
     bench_sigterm(args.binary)
 
 

@@ -3,8 +3,10 @@
 # musl-static binaries for all four ARCH from the pinned zig toolchain, each
 # checked static and run (qemu for foreign ones); the FROM scratch images,
 # their OCI image index, each image's binary run from its rootfs; the amd64
-# image run as it is with podman (read-only, 65534, no capabilities);
-# sizes against budgets; the deploy/ examples. Installs what it needs.
+# image run as it is with podman (read-only, 65534, no capabilities); a pod
+# from deploy/ run with podman kube play, its exec probe through
+# `exechealthz check` (scripts/pod-check.sh); sizes against budgets; the
+# deploy/ examples. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ fail() { echo "release-check: $*" >&2; exit 1; }
 
 say "installing tools"
 pkgs=()
-for p in file qemu-user-static buildah podman runc python3-venv; do
+for p in file qemu-user-static buildah podman runc python3-venv busybox-static; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -146,6 +148,10 @@ code=$($PODMAN inspect --format '{{.State.ExitCode}}' "$name")
 [ "$code" = 0 ] || fail "the image exited $code on SIGTERM (killed at the 1 s limit?)"
 echo "podman: /healthz 200 with no arguments; SIGTERM to exit 0 in $elapsed_ms ms (podman stop included)"
 summary+=("podman run (read-only, 65534, cap-drop ALL): /healthz 200, SIGTERM exit 0 in $elapsed_ms ms")
+
+say "a pod from deploy/ on podman (kube play), and its exec probe through exechealthz check"
+scripts/pod-check.sh "$image" | tee /tmp/pod-check.log
+while IFS= read -r line; do summary+=("${line#pod-check: }"); done < <(grep '^pod-check: ' /tmp/pod-check.log | grep -v 'kube play (')
 
 say "deploy/ examples"
 kubernetes-validate --strict deploy/*.yaml deploy/*.json

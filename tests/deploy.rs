@@ -25,7 +25,11 @@ fn sidecars_are_restricted_probed_and_one_is_native() {
     // Every container of the two sidecar pods and the check pod (the
     // apps too), and kube-dns's sidecar.
     assert!(restricted >= 7, "{stdout}");
-    for web in ["sidecar-pod.json web", "native-sidecar-pod.json web", "check-pod.json web"] {
+    for web in [
+        "sidecar-pod.json web",
+        "native-sidecar-pod.json web",
+        "check-pod.json web",
+    ] {
         assert!(stdout.contains(&format!("{web}: restricted")), "{stdout}");
     }
     assert!(stdout.lines().any(|l| l.ends_with(": native")), "{stdout}");

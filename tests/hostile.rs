@@ -279,18 +279,8 @@ fn thousands_of_idle_connections_do_not_block_a_request() {
 #[test]
 fn past_the_connection_cap_idle_clients_make_room_and_busy_ones_refuse() {
     // 64 descriptors: what the probe's runs need is kept; the rest is the cap.
-    let mut command = Command::new("prlimit");
-    command.args(["--nofile=64:64", BIN, "--period=10ms", "--port=0"]);
-    let server = Server::start_command(command);
-    server.wait_status("/healthz", 200);
-    let line = server.wait_log(|l| l.contains("client connections at once"));
-    let cap: usize = line
-        .split("serving at most ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!((20..64).contains(&cap), "{line}");
+    let (server, cap) = Server::start_with_nofile(64);
+    assert!((20..64).contains(&cap), "cap {cap}");
 
     // Clients that send no request are idle once they have had time to:
     // each newcomer past the cap then closes the one idle longest, and

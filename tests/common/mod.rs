@@ -46,6 +46,28 @@ impl Server {
         server
     }
 
+    /// Starts `exechealthz --period=10ms` under `prlimit --nofile=N`, waits
+    /// for its probe to pass; returns it with the connection cap it logged.
+    pub fn start_with_nofile(nofile: u32) -> (Server, usize) {
+        let mut command = Command::new("prlimit");
+        command.args([
+            &format!("--nofile={nofile}:{nofile}"),
+            BIN,
+            "--period=10ms",
+            "--port=0",
+        ]);
+        let server = Server::start_command(command);
+        server.wait_status("/healthz", 200);
+        let line = server.wait_log(|l| l.contains("client connections at once"));
+        let cap = line
+            .split("serving at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no cap in {line}"));
+        (server, cap)
+    }
+
     /// Starts a command expected to exit before it serves: its log is
     /// collected, and nothing waits for a listening line.
     pub fn start_to_fail(command: Command) -> Server {

@@ -399,32 +399,32 @@ fn probe_counter(server: &Server, name: &str) -> u64 {
 fn a_freeze_does_not_turn_a_finished_command_into_a_timeout() {
     // Runs freeze the whole server (as a paused cgroup or a
     // VM stall would), then sleep 50 ms and exit; the test thaws the
-    // server only after the 300 ms timeout has passed (800 ms: time enough
-    // for the command to finish on a loaded machine). The command
+    // server only after the 1 s timeout has passed (a long one: on a
+    // loaded machine, a shell took 300 ms to reach its `kill`). The command
     // finished long before: it is found finished, not killed as timed out.
     let dir = TempDir::new("freeze");
     let (go, thawed) = (dir.file("go"), dir.file("thawed"));
     // Freezing starts once the server has said where it listens.
     let cmd = format!("if [ -e {go} ] && [ ! -e {thawed} ]; then kill -STOP $PPID; fi; sleep 0.05");
-    let server = Server::start(&["--cmd", &cmd, "--timeout=300ms", "--period=10ms"]);
+    let server = Server::start(&["--cmd", &cmd, "--timeout=1s", "--period=10ms"]);
     std::fs::write(&go, "").unwrap();
     let stopped = || {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
         stat.rsplit_once(") ").unwrap().1.starts_with('T')
     };
-    for i in 0..10 {
+    for i in 0..12 {
         eventually("the server frozen by its command", || {
             stopped().then_some(())
         });
         // The freeze itself: not a wait for a condition.
-        std::thread::sleep(Duration::from_millis(800));
-        if i == 9 {
+        std::thread::sleep(Duration::from_millis(1300));
+        if i == 11 {
             std::fs::write(&thawed, "").unwrap();
         }
         server.signal(libc::SIGCONT);
     }
     eventually("the runs after the freezes", || {
-        (probe_counter(&server, "exechealthz_probe_runs_total") >= 12).then_some(())
+        (probe_counter(&server, "exechealthz_probe_runs_total") >= 14).then_some(())
     });
     assert_eq!(
         probe_counter(&server, "exechealthz_probe_timeouts_total"),

@@ -444,15 +444,27 @@ fn a_freeze_does_not_turn_a_finished_command_into_a_timeout() {
 
 #[test]
 fn the_readmes_daemon_recipe_leaves_a_daemon() {
-    // The README's recipe, word for word but for the daemon: detached in
-    // the foreground, it has left the group before the command exits and
-    // the group is killed. (`setsid sleep N & exit 0` lost the race.)
+    // The README's recipe, as written there, with `sleep` as the daemon
+    // and `true` as the check: detached in the foreground, the daemon has
+    // left the group before the command exits and the group is killed.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let recipe = readme
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--cmd '")?.strip_suffix('\''))
+        .filter(|cmd| cmd.contains("my-daemon"))
+        .expect("the README's daemon recipe: --cmd '...my-daemon...'");
     let token = unique_sleep();
-    let cmd = format!("setsid sh -c \"sleep {token} >/dev/null 2>&1 &\"; exit 0");
+    let cmd = recipe
+        .replace("check-my-daemon", "true")
+        .replace("my-daemon", &format!("sleep {token}"));
     let server = Server::start(&["--cmd", &cmd, "--period=1h"]);
     server.wait_status("/healthz", 200);
-    // The run is over, its group killed: the daemon lives on.
-    assert!(!processes_with(&token).is_empty(), "no daemon left");
+    // The run is over and its group killed: the daemon lives on.
+    assert!(
+        !processes_with(&token).is_empty(),
+        "no daemon left by {cmd}"
+    );
     for pid in processes_with(&token) {
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())

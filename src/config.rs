@@ -119,6 +119,7 @@ const FLAGS: &[Flag] = &[
 
 pub const USAGE: &str = "\
 Usage: exechealthz [flags]
+       exechealthz check [--timeout D] TARGET...  (checks run once: see check --help)
 
 Runs shell commands on a period and serves each result over HTTP:
 200 'ok' when the latest run exited 0, 503 with the reason otherwise.

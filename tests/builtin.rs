@@ -640,9 +640,14 @@ fn check_usage_errors_exit_1_and_point_to_its_help() {
         lines[0].starts_with("Usage: exechealthz check"),
         "{lines:?}"
     );
-    // `check` is a subcommand only as the first argument.
+    // `check` is a subcommand only as the first argument; the server's
+    // help points to it.
     let output = run_to_end(&["--quiet", "check"]);
     assert_eq!(output.status.code(), Some(2));
+    let help = run_to_end(&["--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("exechealthz check [--timeout D] TARGET...")
+    );
 }
 
 #[test]

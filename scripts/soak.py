@@ -18,15 +18,10 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+from run import status_kb as status_field  # noqa: E402  (one reader of /proc/PID/status)
+
 PATHS = ["/p0", "/p1", "/p10", "/p11", "/metrics", "/status", "/status?format=json"]
-
-
-def status_field(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def zombies(pid):

@@ -137,8 +137,9 @@ impl Drop for Locked<'_> {
 struct Table {
     /// Children started and not reaped yet.
     entries: Vec<Entry>,
-    /// Serials of spawns under way (child not registered yet).
-    spawning: Vec<u64>,
+    /// Spawns under way (child not registered yet): each one's serial and
+    /// the thread making it, whose children the exit looks at.
+    spawning: Vec<(u64, Pid)>,
     next_serial: u64,
     /// Exits reaped before their spawn registered the child (a fast command
     /// on a loaded machine): (pid, status, the newest spawn that may own it).
@@ -148,8 +149,6 @@ struct Table {
     waiting: usize,
     /// Spawns waiting for their turn on `Children::room`.
     queued: usize,
-    /// The thread making each spawn under way: (serial, thread id).
-    spawners: Vec<(u64, Pid)>,
     /// Children that may be waiting to be reaped: registered and not
     /// reaped yet, plus spawns under way. A sweep with nothing to reap
     /// makes no syscall (with one probe, no sweep has any).
@@ -178,18 +177,18 @@ enum Exited {
 }
 
 impl Table {
-    fn begin_spawn(&mut self) -> io::Result<u64> {
+    fn begin_spawn(&mut self, thread: Pid) -> io::Result<u64> {
         if self.shutting_down {
             return Err(io::Error::other("shutting down"));
         }
         self.next_serial += 1;
-        self.spawning.push(self.next_serial);
+        self.spawning.push((self.next_serial, thread));
         self.unreaped += 1;
         Ok(self.next_serial)
     }
 
     fn end_spawn(&mut self, serial: u64, pid: Option<Pid>) -> Option<ChildId> {
-        self.spawning.retain(|s| *s != serial);
+        self.spawning.retain(|(s, _)| *s != serial);
         self.unreaped -= 1;
         let id = pid.map(|pid| ChildId { pid, serial });
         if let Some(id) = id {
@@ -205,7 +204,7 @@ impl Table {
         // Early exits no spawn under way can own were orphans (as PID 1).
         let spawning = &self.spawning;
         self.early
-            .retain(|(_, _, horizon)| spawning.iter().any(|s| s <= horizon));
+            .retain(|(_, _, horizon)| spawning.iter().any(|(s, _)| s <= horizon));
         id
     }
 
@@ -224,7 +223,7 @@ impl Table {
             Some(entry) if entry.abandoned => Exited::Abandoned(entry.id),
             Some(_) => Exited::Running,
             None => Exited::Unknown {
-                wait_for_spawns: self.spawning.iter().any(|s| *s <= horizon),
+                wait_for_spawns: self.spawning.iter().any(|(s, _)| *s <= horizon),
             },
         }
     }
@@ -310,14 +309,11 @@ impl Children {
             table,
             unreaped: &self.unreaped,
         };
-        let serial = table.begin_spawn()?;
         // SAFETY: plain syscall, no arguments.
-        let tid = unsafe { libc::gettid() };
-        table.spawners.push((serial, tid));
+        let serial = table.begin_spawn(unsafe { libc::gettid() })?;
         drop(table);
         let spawned = command.spawn();
         let mut table = self.locked();
-        table.spawners.retain(|(s, _)| *s != serial);
         let pid = spawned.as_ref().ok().map(|c| c.id() as Pid);
         let early = pid.is_some_and(|pid| table.reaped_early(pid));
         let id = table.end_spawn(serial, pid);
@@ -458,7 +454,7 @@ impl Children {
         // spawn returns and kills its group on seeing the exit, and the
         // wait below is short. Safe under the table lock: nobody reaps
         // meanwhile, so every pid listed is still our child's.
-        for (_, tid) in &table.spawners {
+        for (_, tid) in &table.spawning {
             for pid in children_of_thread(*tid) {
                 if !table.entries.iter().any(|entry| entry.id.pid == pid) {
                     // SAFETY: plain syscall; the pid is our unreaped child.
@@ -942,7 +938,7 @@ mod tests {
     }
 
     fn register(table: &mut Table, pid: Pid) -> ChildId {
-        let serial = table.begin_spawn().unwrap();
+        let serial = table.begin_spawn(0).unwrap();
         table.end_spawn(serial, Some(pid)).unwrap()
     }
 
@@ -997,7 +993,7 @@ mod tests {
     #[test]
     fn unknown_pids_wait_only_for_earlier_spawns() {
         let mut table = Table::default();
-        let serial = table.begin_spawn().unwrap();
+        let serial = table.begin_spawn(0).unwrap();
         let horizon = table.next_serial;
         assert_eq!(
             table.exited(5, horizon),
@@ -1006,7 +1002,7 @@ mod tests {
             }
         );
         // A spawn that began after the peek does not hold it up.
-        let later = table.begin_spawn().unwrap();
+        let later = table.begin_spawn(0).unwrap();
         table.end_spawn(serial, None);
         assert_eq!(
             table.exited(5, horizon),
@@ -1021,8 +1017,8 @@ mod tests {
     #[test]
     fn an_exit_reaped_before_its_spawn_registered_is_claimed() {
         let mut table = Table::default();
-        let mine = table.begin_spawn().unwrap();
-        let other = table.begin_spawn().unwrap();
+        let mine = table.begin_spawn(0).unwrap();
+        let other = table.begin_spawn(0).unwrap();
         // A sweep reaps pid 9 while both spawns are under way.
         assert_eq!(
             table.exited(9, table.next_serial),
@@ -1038,7 +1034,7 @@ mod tests {
         // An early exit no spawn claims was an orphan: dropped once the
         // spawns that may have owned it are done.
         table.early.push((11, 0, table.next_serial));
-        let late = table.begin_spawn().unwrap();
+        let late = table.begin_spawn(0).unwrap();
         table.end_spawn(other, Some(12));
         assert!(
             table.early.is_empty(),
@@ -1063,8 +1059,8 @@ mod tests {
         agree(&table);
         assert_eq!(table.unreaped, 0);
         // An exit reaped early, then claimed: nothing left to reap.
-        let serial = table.begin_spawn().unwrap();
-        let failed = table.begin_spawn().unwrap();
+        let serial = table.begin_spawn(0).unwrap();
+        let failed = table.begin_spawn(0).unwrap();
         agree(&table);
         table.early.push((3, 0, table.next_serial));
         let c = table.end_spawn(serial, Some(3)).unwrap();
@@ -1081,7 +1077,7 @@ mod tests {
             shutting_down: true,
             ..Table::default()
         };
-        assert!(table.begin_spawn().is_err());
+        assert!(table.begin_spawn(0).is_err());
     }
 
     #[test]

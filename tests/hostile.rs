@@ -286,15 +286,7 @@ fn past_the_connection_cap_idle_clients_make_room_and_busy_ones_refuse() {
     // each newcomer past the cap then closes the one idle longest, and
     // fresh requests are served.
     let idle: Vec<TcpStream> = (0..2 * cap).map(|_| connect(&server)).collect();
-    let fresh_get = || {
-        let mut stream = connect(&server);
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).ok()?;
-        (!bytes.is_empty()).then(|| parse_response(&bytes).status)
-    };
+    let fresh_get = || fresh_get_status(server.address, DEADLINE);
     eventually("a fresh GET served past the cap", || {
         (fresh_get() == Some(200)).then_some(())
     });

@@ -26,16 +26,7 @@ const KUBELET_TIMEOUT: Duration = Duration::from_secs(1);
 /// over.
 fn fresh_get(server: &Server) -> (Duration, Option<u16>) {
     let start = Instant::now();
-    let status = (|| {
-        let mut stream = TcpStream::connect(server.address).ok()?;
-        stream.set_read_timeout(Some(2 * KUBELET_TIMEOUT)).ok()?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).ok()?;
-        (!bytes.is_empty()).then(|| parse_response(&bytes).status)
-    })();
+    let status = fresh_get_status(server.address, 2 * KUBELET_TIMEOUT);
     (start.elapsed(), status)
 }
 

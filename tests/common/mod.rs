@@ -237,6 +237,20 @@ pub fn http(address: SocketAddr, method: &str, path: &str) -> Response {
     send_raw(address, raw.as_bytes())
 }
 
+/// A fresh `GET /healthz` with `Connection: close`, waiting at most
+/// `timeout` for the answer: its status, or None if there was none (a
+/// refusal, a reset, a timeout).
+pub fn fresh_get_status(address: SocketAddr, timeout: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).ok()?;
+    (!bytes.is_empty()).then(|| parse_response(&bytes).status)
+}
+
 /// Sends raw bytes and parses the response read to end of stream.
 pub fn send_raw(address: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect_timeout(&address, DEADLINE).expect("connect");

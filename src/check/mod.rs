@@ -1,0 +1,370 @@
+//! Built-in checks, for images with no shell: a `--cmd` written as a URL
+//! runs inside the process instead of `sh -c`.
+//!
+//! - `tcp://HOST:PORT`: a TCP connection opens;
+//! - `http://HOST[:PORT]/PATH`: GET answers 200-399 (the kubelet's httpGet);
+//! - `file:///PATH`: the path exists;
+//! - `dns://[SERVER[:PORT]]/NAME`: an A or AAAA query for NAME gets an
+//!   answer (no SERVER: the first nameserver of /etc/resolv.conf).
+//!
+//! Names resolve at every run, so a changed address is followed. Each check
+//! finishes within the probe's timeout. Parsing happens once at start-up
+//! (`parse`); `run` is called by the probe loop and returns a result like a
+//! command's. Nothing here spawns processes.
+//!
+//! This file holds what the schemes share: URL parsing, the deadline, and
+//! resolve-and-connect; each scheme has a file of its own, and nothing in
+//! them knows of probes, results or HTTP serving.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::outcome::Outcome;
+
+mod dns;
+mod file;
+mod http;
+mod tcp;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    File {
+        path: PathBuf,
+    },
+    Dns {
+        server: Option<(String, u16)>,
+        name: String,
+    },
+}
+
+/// Schemes of the built-in checks; a `--cmd` that begins with one of these
+/// (or `https://`) is a check, or an error, never a shell command.
+const SCHEMES: [&str; 5] = ["tcp", "http", "https", "file", "dns"];
+
+/// `Ok(None)` when `cmd` is not a URL (it is a command); an error for a
+/// URL we cannot run.
+pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
+    let Some((scheme, rest)) = cmd.split_once("://") else {
+        return Ok(None);
+    };
+    let is_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return Ok(None);
+    }
+    let builtin = SCHEMES.contains(&scheme.to_ascii_lowercase().as_str());
+    if cmd.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        if builtin {
+            return Err(format!(
+                "{}: a built-in check is one URL, with no spaces or control characters \
+                 (percent-encode them, or write a command that does not begin with {scheme}://)",
+                crate::json::string(cmd)
+            ));
+        }
+        return Ok(None);
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let check = match scheme.to_ascii_lowercase().as_str() {
+        "tcp" => {
+            let (host, port) = host_port(authority, None)?;
+            Check::Tcp { host, port }
+        }
+        "http" => {
+            let (host, port) = host_port(authority, Some(80))?;
+            let path = if path.is_empty() { "/" } else { path };
+            Check::Http {
+                host,
+                port,
+                path: path.to_string(),
+            }
+        }
+        "https" => {
+            return Err(format!(
+                "{cmd}: TLS is not built in; use http://, or a command such as curl"
+            ));
+        }
+        "file" => {
+            if !authority.is_empty() || path.is_empty() {
+                return Err(format!("{cmd}: write files as file:///PATH"));
+            }
+            Check::File {
+                path: PathBuf::from(path),
+            }
+        }
+        "dns" => {
+            let name = path.trim_start_matches('/');
+            let mut labels = name.strip_suffix('.').unwrap_or(name).split('.');
+            if name.is_empty() || labels.any(|l| l.is_empty() || l.len() > 63) || name.len() > 253 {
+                return Err(format!(
+                    "{cmd}: write dns://[SERVER[:PORT]]/NAME with a valid NAME"
+                ));
+            }
+            let server = if authority.is_empty() {
+                None
+            } else {
+                Some(host_port(authority, Some(53))?)
+            };
+            Check::Dns {
+                server,
+                name: name.trim_end_matches('.').to_string(),
+            }
+        }
+        other => {
+            return Err(format!(
+                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, file, dns)"
+            ));
+        }
+    };
+    Ok(Some(check))
+}
+
+impl Check {
+    /// Which check, for messages: `http check of http://a:80/healthz`.
+    pub fn name(&self) -> String {
+        let host = |host: &str| {
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            }
+        };
+        match self {
+            Check::Tcp { host: h, port } => format!("tcp check of {}:{port}", host(h)),
+            Check::Http {
+                host: h,
+                port,
+                path,
+            } => format!("http check of http://{}:{port}{path}", host(h)),
+            Check::File { path } => format!("file check of {}", path.display()),
+            Check::Dns { name, .. } => format!("dns check of {name}"),
+        }
+    }
+}
+
+/// `HOST:PORT`, `[V6]:PORT`; `default` when the port may be left out.
+fn host_port(authority: &str, default: Option<u16>) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{authority}: unclosed ["))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{authority}: missing host"));
+    }
+    let port = match (port, default) {
+        (Some(port), _) => port
+            .parse()
+            .map_err(|_| format!("{authority}: bad port {port}"))?,
+        (None, Some(default)) => default,
+        (None, None) => return Err(format!("{authority}: missing :PORT")),
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Runs a check within `timeout`: its outcome and what it has to say.
+pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
+    let deadline = Instant::now() + timeout;
+    let result = match check {
+        Check::Tcp { host, port } => tcp::run(host, *port, deadline),
+        Check::Http { host, port, path } => http::get(host, *port, path, deadline),
+        Check::File { path } => file::run(path),
+        Check::Dns { server, name } => dns::run(server.as_ref(), name, deadline),
+    };
+    match result {
+        Ok(said) => (Outcome::Exited(0), said.into_bytes()),
+        Err(Failure::TimedOut) => (
+            Outcome::CheckTimedOut {
+                check: check.name(),
+                after: timeout,
+            },
+            Vec::new(),
+        ),
+        Err(Failure::Error(why)) => (Outcome::CheckFailed(why), Vec::new()),
+        Err(Failure::Answered { said, why }) => (Outcome::CheckFailed(why), said.into_bytes()),
+    }
+}
+
+/// Where a response is read from: a socket whose reads give up at the
+/// deadline (in the fuzz target, scripted bytes).
+pub trait Source: Read {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+}
+
+enum Failure {
+    TimedOut,
+    Error(String),
+    /// The peer answered, and the answer is a failure.
+    Answered {
+        said: String,
+        why: String,
+    },
+}
+
+fn io_failure(what: &str, e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::TimedOut,
+        _ => Failure::Error(format!("{what}: {e}")),
+    }
+}
+
+fn left(deadline: Instant) -> Result<Duration, Failure> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(Failure::TimedOut)
+    } else {
+        Ok(left)
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    match (host, port).to_socket_addrs() {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(e) => Err(Failure::Error(format!("resolve {host}: {e}"))),
+    }
+}
+
+/// Connects to the first address of `host` that answers.
+fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), Failure> {
+    let mut last = Failure::Error(format!("{host}: no addresses"));
+    for addr in resolve(host, port)? {
+        match TcpStream::connect_timeout(&addr, left(deadline)?) {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => last = io_failure(&format!("connect {addr}"), e),
+        }
+    }
+    Err(last)
+}
+
+/// For the fuzz targets (`crate::fuzz`): what the http:// check makes of a
+/// response read from `source` (its status line, or why it fails), and
+/// the count the dns:// check finds in a reply.
+pub mod fuzzing {
+    use super::*;
+
+    pub fn http_response(source: impl Source) -> Result<String, String> {
+        let mut reader = http::Reader {
+            stream: source,
+            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            deadline: Instant::now() + Duration::from_secs(60),
+            buffer: Vec::new(),
+            eof: false,
+        };
+        match http::read_response(&mut reader) {
+            Ok(response) => Ok(response.status_line),
+            Err(Failure::TimedOut) => Err("timed out".into()),
+            Err(Failure::Error(why) | Failure::Answered { why, .. }) => Err(why),
+        }
+    }
+
+    pub fn dns_reply(reply: &[u8], qtype: u16) -> Option<usize> {
+        match dns::parse_reply(reply, qtype)? {
+            dns::Answer::Records(n) => Some(n),
+            _ => Some(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_check_urls() {
+        assert_eq!(parse("ls /tmp").unwrap(), None);
+        assert_eq!(parse("echo http://x").unwrap(), None);
+        assert_eq!(
+            parse("tcp://[::1]:53").unwrap(),
+            Some(Check::Tcp {
+                host: "::1".into(),
+                port: 53
+            })
+        );
+        assert_eq!(
+            parse("http://localhost/healthz?x=1").unwrap(),
+            Some(Check::Http {
+                host: "localhost".into(),
+                port: 80,
+                path: "/healthz?x=1".into()
+            })
+        );
+        assert_eq!(
+            parse("http://10.0.0.1:8080").unwrap(),
+            Some(Check::Http {
+                host: "10.0.0.1".into(),
+                port: 8080,
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            parse("file:///tmp/x").unwrap(),
+            Some(Check::File {
+                path: "/tmp/x".into()
+            })
+        );
+        assert_eq!(
+            parse("dns:///kubernetes.default.svc.cluster.local.").unwrap(),
+            Some(Check::Dns {
+                server: None,
+                name: "kubernetes.default.svc.cluster.local".into()
+            })
+        );
+        assert_eq!(
+            parse("dns://127.0.0.1:10053/a.b").unwrap(),
+            Some(Check::Dns {
+                server: Some(("127.0.0.1".into(), 10053)),
+                name: "a.b".into()
+            })
+        );
+        for bad in [
+            "tcp://host",
+            "tcp://:80",
+            "tcp://h:x",
+            "file://host/x",
+            "dns://",
+            "ftp://x/y",
+            "tcp://[::1:5",
+            "tcp://a\u{1}b:80",
+            "http://h/\u{7f}",
+            "dns:///a..b",
+            "dns:///.",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse("ftp://x/y")
+                .unwrap_err()
+                .contains("unknown scheme ftp://")
+        );
+    }
+}

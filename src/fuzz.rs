@@ -348,6 +348,10 @@ pub fn check_url(data: &[u8]) {
             );
         }
         Ok(Some(Check::File { path })) => assert!(path.is_absolute(), "{text:?}"),
+        Ok(Some(Check::Grpc { host, service, .. })) => {
+            assert!(clean(&host), "{text:?}");
+            assert!(!service.contains(['?', '#']) && !service.chars().any(char::is_control));
+        }
         Ok(None) | Err(_) => {}
     }
 }

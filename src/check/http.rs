@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Failure, Source, connect, host_port, io_failure, left};
+use super::{Failure, Source, USER_AGENT, connect, host_port, io_failure, left};
 
 /// Redirects followed at most, as Go's HTTP client (the kubelet's) does.
 const MAX_REDIRECTS: usize = 10;
@@ -14,7 +14,6 @@ const MAX_REDIRECTS: usize = 10;
 const MAX_BODY: usize = 10 * 1024;
 /// A response head larger than this is a failure.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-const USER_AGENT: &str = concat!("exechealthz/", env!("CARGO_PKG_VERSION"));
 
 /// A GET as the kubelet's httpGet probe does it: 1xx skipped, redirects
 /// to the same host followed (a redirect to another host is not followed

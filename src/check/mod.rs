@@ -5,7 +5,9 @@
 //! - `http://HOST[:PORT]/PATH`: GET answers 200-399 (the kubelet's httpGet);
 //! - `file:///PATH`: the path exists;
 //! - `dns://[SERVER[:PORT]]/NAME`: an A or AAAA query for NAME gets an
-//!   answer (no SERVER: the first nameserver of /etc/resolv.conf).
+//!   answer (no SERVER: the first nameserver of /etc/resolv.conf);
+//! - `grpc://HOST:PORT[/SERVICE]`: `grpc.health.v1.Health/Check` over
+//!   HTTP/2 cleartext answers SERVING (the kubelet's gRPC probe).
 //!
 //! Names resolve at every run, so a changed address is followed. Each check
 //! finishes within the probe's timeout. Parsing happens once at start-up
@@ -25,6 +27,9 @@ use crate::outcome::Outcome;
 
 mod dns;
 mod file;
+mod grpc;
+mod h2;
+mod hpack;
 mod http;
 mod tcp;
 
@@ -46,11 +51,16 @@ pub enum Check {
         server: Option<(String, u16)>,
         name: String,
     },
+    Grpc {
+        host: String,
+        port: u16,
+        service: String,
+    },
 }
 
 /// Schemes of the built-in checks; a `--cmd` that begins with one of these
 /// (or `https://`) is a check, or an error, never a shell command.
-const SCHEMES: [&str; 5] = ["tcp", "http", "https", "file", "dns"];
+const SCHEMES: [&str; 7] = ["tcp", "http", "https", "file", "dns", "grpc", "grpcs"];
 
 /// `Ok(None)` when `cmd` is not a URL (it is a command); an error for a
 /// URL we cannot run.
@@ -128,9 +138,28 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
                 name: name.trim_end_matches('.').to_string(),
             }
         }
+        "grpc" => {
+            if path.contains(['?', '#']) {
+                return Err(format!(
+                    "{cmd}: write grpc://HOST:PORT[/SERVICE], with no query or fragment"
+                ));
+            }
+            let (host, port) = host_port(authority, None)?;
+            Check::Grpc {
+                host,
+                port,
+                service: path.strip_prefix('/').unwrap_or("").to_string(),
+            }
+        }
+        "grpcs" => {
+            return Err(format!(
+                "{cmd}: TLS is not built in; use grpc:// (HTTP/2 cleartext), or a command \
+                 such as grpc_health_probe"
+            ));
+        }
         other => {
             return Err(format!(
-                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, file, dns)"
+                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, file, dns, grpc)"
             ));
         }
     };
@@ -156,6 +185,11 @@ impl Check {
             } => format!("http check of http://{}:{port}{path}", host(h)),
             Check::File { path } => format!("file check of {}", path.display()),
             Check::Dns { name, .. } => format!("dns check of {name}"),
+            Check::Grpc {
+                host: h,
+                port,
+                service,
+            } => format!("grpc check of grpc://{}:{port}/{service}", host(h)),
         }
     }
 }
@@ -194,12 +228,24 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
         Check::Http { host, port, path } => http::get(host, *port, path, deadline),
         Check::File { path } => file::run(path),
         Check::Dns { server, name } => dns::run(server.as_ref(), name, deadline),
+        Check::Grpc {
+            host,
+            port,
+            service,
+        } => grpc::run(host, *port, service, deadline),
     };
     match result {
         Ok(said) => (Outcome::Exited(0), said.into_bytes()),
         Err(Failure::TimedOut) => (
             Outcome::CheckTimedOut {
                 check: check.name(),
+                after: timeout,
+            },
+            Vec::new(),
+        ),
+        Err(Failure::TimedOutIn(step)) => (
+            Outcome::CheckTimedOut {
+                check: format!("{}: {step}", check.name()),
                 after: timeout,
             },
             Vec::new(),
@@ -213,16 +259,27 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
 /// deadline (in the fuzz target, scripted bytes).
 pub trait Source: Read {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+
+    /// For the writes of a check that talks back (grpc://).
+    fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Source for TcpStream {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self, Some(timeout))
     }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, Some(timeout))
+    }
 }
 
 enum Failure {
     TimedOut,
+    /// Timed out in this step of a check that has several (grpc://).
+    TimedOutIn(&'static str),
     Error(String),
     /// The peer answered, and the answer is a failure.
     Answered {
@@ -230,6 +287,19 @@ enum Failure {
         why: String,
     },
 }
+
+impl Failure {
+    /// A time-out as one in `step`.
+    fn during(self, step: &'static str) -> Failure {
+        match self {
+            Failure::TimedOut => Failure::TimedOutIn(step),
+            other => other,
+        }
+    }
+}
+
+/// How the http:// and grpc:// checks introduce themselves.
+const USER_AGENT: &str = concat!("exechealthz/", env!("CARGO_PKG_VERSION"));
 
 fn io_failure(what: &str, e: io::Error) -> Failure {
     match e.kind() {
@@ -282,7 +352,7 @@ pub mod fuzzing {
         };
         match http::read_response(&mut reader) {
             Ok(response) => Ok(response.status_line),
-            Err(Failure::TimedOut) => Err("timed out".into()),
+            Err(Failure::TimedOut | Failure::TimedOutIn(_)) => Err("timed out".into()),
             Err(Failure::Error(why) | Failure::Answered { why, .. }) => Err(why),
         }
     }

@@ -1,0 +1,283 @@
+//! The grpc:// check: one `grpc.health.v1.Health/Check` call over HTTP/2
+//! cleartext (`h2`), decided as the kubelet's gRPC probe decides it: it
+//! passes only when the call ends with grpc-status 0 and the answer's
+//! status is SERVING.
+//!
+//! This file knows gRPC (its headers, message framing, status codes and
+//! the two health messages in protobuf); HTTP/2 itself is `h2`'s. It must
+//! not accept a compressed answer (we offer no compression) or more than
+//! one message.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use super::h2::{self, Client, Response};
+use super::hpack::{self, Field};
+use super::{Failure, USER_AGENT, connect, left};
+
+/// The health answer is a few bytes; a larger message fails the call.
+const MAX_MESSAGE: usize = 4 * 1024;
+/// The gRPC message prefix: compressed flag and length (gRPC over HTTP/2).
+const PREFIX: usize = 5;
+
+/// Calls Health/Check for `service` on `host:port` within `deadline`.
+pub(super) fn run(
+    host: &str,
+    port: u16,
+    service: &str,
+    deadline: Instant,
+) -> Result<String, Failure> {
+    let (mut stream, addr) = connect(host, port, deadline).map_err(|f| f.during("connect"))?;
+    let _ = stream.set_nodelay(true);
+    let left = left(deadline).map_err(|f| f.during("health rpc"))?;
+    let client = Client::new(
+        &request_headers(host, port, left),
+        request_message(service),
+        PREFIX + MAX_MESSAGE,
+    );
+    let response = h2::exchange(&mut stream, client, deadline);
+    // Our GOAWAY is sent; wait for the server to close its side, reading
+    // what it still sends, so our close is a clean one: closing with
+    // unread bytes would reset the connection, and servers log resets.
+    if !matches!(response, Err(Failure::TimedOut)) {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        if !wait.is_zero() && stream.set_read_timeout(Some(wait)).is_ok() {
+            let mut sink = [0u8; 512];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    }
+    let response = response.map_err(|f| match f {
+        Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
+        other => other.during("health rpc"),
+    })?;
+    decide(&response)
+}
+
+/// The request's header block: a gRPC call's pseudo-headers and headers,
+/// with what is left of the deadline as `grpc-timeout`.
+fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    // Whole milliseconds, rounded up: the server never waits less than we do.
+    let millis = left.as_micros().div_ceil(1000).clamp(1, 99_999_999);
+    let mut block = Vec::with_capacity(160);
+    hpack::indexed(&mut block, hpack::METHOD_POST);
+    hpack::indexed(&mut block, hpack::SCHEME_HTTP);
+    hpack::literal(&mut block, hpack::PATH, "", "/grpc.health.v1.Health/Check");
+    hpack::literal(&mut block, hpack::AUTHORITY, "", &authority);
+    hpack::literal(&mut block, hpack::CONTENT_TYPE, "", "application/grpc");
+    hpack::literal(&mut block, 0, "te", "trailers");
+    hpack::literal(&mut block, hpack::USER_AGENT, "", USER_AGENT);
+    hpack::literal(&mut block, 0, "grpc-timeout", &format!("{millis}m"));
+    block
+}
+
+/// `HealthCheckRequest { service }` in protobuf (field 1, a string; left
+/// out when empty, as proto3 does), with gRPC's prefix.
+fn request_message(service: &str) -> Vec<u8> {
+    let mut message = Vec::with_capacity(PREFIX + 8 + service.len());
+    message.push(0); // not compressed
+    message.extend_from_slice(&[0; 4]);
+    if !service.is_empty() {
+        message.push(0x0a);
+        let mut length = service.len();
+        while length >= 0x80 {
+            message.push(0x80 | (length & 0x7f) as u8);
+            length >>= 7;
+        }
+        message.push(length as u8);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let length = (message.len() - PREFIX) as u32;
+    message[1..PREFIX].copy_from_slice(&length.to_be_bytes());
+    message
+}
+
+/// The check's result from the whole response.
+pub(super) fn decide(response: &Response) -> Result<String, Failure> {
+    let header = |fields: &[Field], name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let answered = |said: String, why: String| Err(Failure::Answered { said, why });
+    let status = header(&response.headers, ":status").unwrap_or_default();
+    if status != "200" {
+        return answered(
+            format!(":status {status}"),
+            format!("HTTP status {status} (want 200 and a gRPC answer)"),
+        );
+    }
+    let content_type = header(&response.headers, "content-type").unwrap_or_default();
+    let grpc = content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']));
+    if !grpc {
+        return answered(
+            format!("content-type: {content_type}"),
+            format!("content-type {content_type:?} is not gRPC (want application/grpc)"),
+        );
+    }
+    // A trailers-only answer has grpc-status among its headers.
+    let trailers = response.trailers.as_deref().unwrap_or(&response.headers);
+    let Some(code) = header(trailers, "grpc-status") else {
+        return Err(Failure::Error(
+            "the answer ended without a grpc-status".into(),
+        ));
+    };
+    let message = percent_decode(&header(trailers, "grpc-message").unwrap_or_default());
+    let code: u32 = code
+        .parse()
+        .map_err(|_| Failure::Error(format!("malformed grpc-status {code:?}")))?;
+    if code != 0 {
+        let name = code_name(code);
+        let why = match code {
+            12 => format!(
+                "this server does not implement the gRPC health protocol \
+                 (grpc.health.v1.Health): {message}"
+            ),
+            4 => format!("the health rpc did not complete in time (DEADLINE_EXCEEDED: {message})"),
+            _ => format!("health rpc failed: {name}{}", with_colon(&message)),
+        };
+        return answered(
+            format!("grpc-status: {code} {name}{}", with_colon(&message)),
+            why,
+        );
+    }
+    let status = health_status(&response.body).map_err(Failure::Error)?;
+    let said = format!("status: {status}");
+    if status != "SERVING" {
+        return answered(
+            said,
+            format!("service unhealthy (responded with {status:?})"),
+        );
+    }
+    Ok(said)
+}
+
+/// `: message`, or nothing for no message.
+fn with_colon(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+/// The status in the one `HealthCheckResponse` message of `body`.
+fn health_status(body: &[u8]) -> Result<String, String> {
+    let (Some(&compressed), Some(length)) = (body.first(), body.get(1..PREFIX)) else {
+        return Err("the answer has no message".into());
+    };
+    if compressed != 0 {
+        return Err("the answer is compressed, and we asked for none".into());
+    }
+    let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+    let message = &body[PREFIX..];
+    if message.len() != length {
+        return Err(format!(
+            "the answer is {} bytes after its prefix, which says {length}",
+            message.len()
+        ));
+    }
+    // Protobuf: field 1 (status) is a varint; others are skipped.
+    let malformed = || "malformed HealthCheckResponse".to_string();
+    let mut status = 0;
+    let mut at = 0;
+    while at < message.len() {
+        let key = varint(message, &mut at).ok_or_else(malformed)?;
+        let size = match key & 7 {
+            0 => {
+                let value = varint(message, &mut at).ok_or_else(malformed)?;
+                if key >> 3 == 1 {
+                    status = value;
+                }
+                0
+            }
+            1 => 8,
+            2 => varint(message, &mut at).ok_or_else(malformed)? as usize,
+            5 => 4,
+            _ => return Err(malformed()),
+        };
+        at = at
+            .checked_add(size)
+            .filter(|&end| end <= message.len())
+            .ok_or_else(malformed)?;
+    }
+    const NAMES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+    Ok(match NAMES.get(status as usize) {
+        Some(name) => (*name).to_string(),
+        None => format!("status {status}"),
+    })
+}
+
+/// A protobuf varint at `bytes[*at]`.
+fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// gRPC's status codes by number.
+fn code_name(code: u32) -> String {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    match NAMES.get(code as usize) {
+        Some(name) => (*name).to_string(),
+        None => format!("code {code}"),
+    }
+}
+
+/// grpc-message is percent-encoded (gRPC over HTTP/2).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,546 @@
+//! HTTP/2 (RFC 9113) over cleartext with prior knowledge, for one request
+//! on stream 1: the client's half of a connection, as small as a correct
+//! peer can be.
+//!
+//! `Client` is the connection's state machine and does no I/O: bytes from
+//! the server go in (`receive`), bytes for the server come out (`out`),
+//! and the response appears when its stream ends. `exchange` drives it
+//! over a socket within a deadline. It sends the preface, its SETTINGS and
+//! the request's HEADERS at once; the request's DATA waits for the
+//! server's SETTINGS, so it is sent within the server's window and frame
+//! size. It acknowledges SETTINGS, answers PING, follows WINDOW_UPDATE,
+//! and takes CONTINUATION, padding and priority as they come.
+//!
+//! What a server sends is bounded: frames by the 16 KiB frame size we
+//! keep, header blocks by `MAX_HEADER_BLOCK`, the body by the caller's
+//! bound. It must not open a second stream, accept a push, or say more
+//! than the call needs (no priorities, no table indexing of its own).
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use super::hpack::{self, Field};
+use super::{Failure, Source, io_failure, left};
+
+/// The connection preface (RFC 9113 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The largest frame payload we accept: SETTINGS_MAX_FRAME_SIZE's
+/// default, which we keep.
+const MAX_FRAME: usize = 16_384;
+/// A header block (with its CONTINUATIONs), and its decoded list, larger
+/// than this fails the call.
+pub const MAX_HEADER_BLOCK: usize = 16 * 1024;
+
+/// The flow-control window of a new stream and of the connection, until
+/// SETTINGS or WINDOW_UPDATE changes it (RFC 9113 6.9.2).
+const DEFAULT_WINDOW: i64 = 65_535;
+const MAX_WINDOW: i64 = (1 << 31) - 1;
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PUSH_PROMISE: u8 = 5;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY_FLAG: u8 = 0x20;
+
+/// Our one stream.
+const STREAM: u32 = 1;
+
+/// The response to the request: its header fields, its trailers (none for
+/// a trailers-only response, whose fields are all in `headers`), its body.
+#[derive(Debug, Default, PartialEq)]
+pub struct Response {
+    pub headers: Vec<Field>,
+    pub trailers: Option<Vec<Field>>,
+    pub body: Vec<u8>,
+}
+
+/// A header block being read: HEADERS, then CONTINUATION until one has
+/// END_HEADERS.
+struct Block {
+    bytes: Vec<u8>,
+    end_stream: bool,
+}
+
+/// The client's side of the connection: what it has sent and may send,
+/// what it has received.
+pub struct Client {
+    /// Bytes for the server, in order.
+    pub out: Vec<u8>,
+    /// What has arrived and is not a whole frame yet.
+    pending: Vec<u8>,
+    decoder: hpack::Decoder,
+    /// The server's first SETTINGS has arrived.
+    settings_seen: bool,
+    /// The request's body, and how much of it is sent.
+    body: Vec<u8>,
+    sent: usize,
+    /// What the server lets us send (RFC 9113 6.9): on the connection, on
+    /// our stream; and its largest frame.
+    connection_window: i64,
+    stream_window: i64,
+    initial_window: i64,
+    peer_max_frame: usize,
+    /// The body's last frame (END_STREAM) is sent.
+    body_sent: bool,
+    block: Option<Block>,
+    response: Response,
+    /// The final (non-1xx) header block has arrived.
+    answered: bool,
+    /// The response has ended (END_STREAM).
+    pub done: bool,
+    /// The body's bound.
+    max_body: usize,
+    /// A GOAWAY that let our stream go on: its error code, for the reason
+    /// if the connection then closes early.
+    goaway: Option<u32>,
+}
+
+impl Client {
+    /// A connection that will send `headers` (an HPACK block) and `body`
+    /// on stream 1, and accept a response body of at most `max_body`.
+    pub fn new(headers: &[u8], body: Vec<u8>, max_body: usize) -> Client {
+        let mut client = Client {
+            out: PREFACE.to_vec(),
+            pending: Vec::new(),
+            decoder: hpack::Decoder::new(),
+            settings_seen: false,
+            body,
+            sent: 0,
+            connection_window: DEFAULT_WINDOW,
+            stream_window: DEFAULT_WINDOW,
+            initial_window: DEFAULT_WINDOW,
+            peer_max_frame: MAX_FRAME,
+            body_sent: false,
+            block: None,
+            response: Response::default(),
+            answered: false,
+            done: false,
+            max_body,
+            goaway: None,
+        };
+        // SETTINGS: no push (2), and the header list we take (6).
+        let mut settings = Vec::with_capacity(12);
+        for (id, value) in [(2u16, 0u32), (6, MAX_HEADER_BLOCK as u32)] {
+            settings.extend_from_slice(&id.to_be_bytes());
+            settings.extend_from_slice(&value.to_be_bytes());
+        }
+        client.frame(SETTINGS, 0, 0, &settings);
+        // The request's header block is small; split it at the smallest
+        // frame size all the same.
+        let mut chunks = headers.chunks(MAX_FRAME).peekable();
+        let mut kind = HEADERS;
+        while let Some(chunk) = chunks.next() {
+            let flags = if chunks.peek().is_none() {
+                END_HEADERS
+            } else {
+                0
+            };
+            client.frame(kind, flags, STREAM, chunk);
+            kind = CONTINUATION;
+        }
+        client
+    }
+
+    /// Takes bytes from the server: the response once its stream has
+    /// ended, or `None` while more is to come, or why the call fails.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<Option<Response>, String> {
+        self.pending.extend_from_slice(bytes);
+        let mut at = 0;
+        let result = loop {
+            let rest = &self.pending[at..];
+            if rest.len() < 9 {
+                break Ok(None);
+            }
+            let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+            let (kind, flags) = (rest[3], rest[4]);
+            let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & !(1 << 31);
+            if !self.settings_seen && (kind != SETTINGS || flags & ACK != 0) {
+                break Err(not_http2(rest));
+            }
+            if length > MAX_FRAME {
+                break Err(format!(
+                    "a frame of {length} bytes, over the {MAX_FRAME} we allow (FRAME_SIZE_ERROR)"
+                ));
+            }
+            if rest.len() < 9 + length {
+                break Ok(None);
+            }
+            let payload = rest[9..9 + length].to_vec();
+            at += 9 + length;
+            if let Err(why) = self.frame_in(kind, flags, stream, &payload) {
+                break Err(why);
+            }
+            if self.done {
+                break Ok(Some(std::mem::take(&mut self.response)));
+            }
+        };
+        self.pending.drain(..at);
+        if result.is_ok() {
+            self.send_body();
+        }
+        result
+    }
+
+    /// Why the connection's end, now, fails the call.
+    pub fn closed(&self) -> String {
+        if !self.settings_seen {
+            if self.pending.is_empty() {
+                return "connection closed before the server's HTTP/2 preface".into();
+            }
+            return not_http2(&self.pending);
+        }
+        let when = if self.answered {
+            "in the middle of the answer"
+        } else {
+            "before the answer"
+        };
+        match self.goaway {
+            Some(code) => format!(
+                "the server sent GOAWAY ({}), then closed the connection {when}",
+                error_name(code)
+            ),
+            None => format!("connection closed {when}"),
+        }
+    }
+
+    /// A GOAWAY frame that ends the connection with `code` (0: politely).
+    pub fn goaway(&mut self, code: u32) {
+        let mut payload = [0u8; 8];
+        payload[4..].copy_from_slice(&code.to_be_bytes());
+        self.frame(GOAWAY, 0, 0, &payload);
+    }
+
+    /// Appends one frame to `out`.
+    fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        self.out
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        self.out.extend_from_slice(&[kind, flags]);
+        self.out.extend_from_slice(&stream.to_be_bytes());
+        self.out.extend_from_slice(payload);
+    }
+
+    /// Sends as much of the body as the server's windows and frame size
+    /// let us, once its SETTINGS have told us what they are.
+    fn send_body(&mut self) {
+        if !self.settings_seen || self.done {
+            return;
+        }
+        while !self.body_sent {
+            let window = self.connection_window.min(self.stream_window).max(0) as usize;
+            let left = self.body.len() - self.sent;
+            let n = left.min(window).min(self.peer_max_frame);
+            if n == 0 && left > 0 {
+                return; // until a WINDOW_UPDATE
+            }
+            self.body_sent = n == left;
+            let flags = if self.body_sent { END_STREAM } else { 0 };
+            let chunk = self.body[self.sent..self.sent + n].to_vec();
+            self.frame(DATA, flags, STREAM, &chunk);
+            self.sent += n;
+            self.connection_window -= n as i64;
+            self.stream_window -= n as i64;
+        }
+    }
+
+    /// One whole frame from the server.
+    fn frame_in(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Result<(), String> {
+        let protocol = |why: &str| Err(format!("HTTP/2 protocol error: {why}"));
+        if self.block.is_some() && kind != CONTINUATION {
+            return protocol("a header block interrupted by another frame");
+        }
+        let on_connection = matches!(kind, SETTINGS | PING | GOAWAY);
+        if on_connection && stream != 0 {
+            return protocol("SETTINGS, PING or GOAWAY on a stream");
+        }
+        if !on_connection && kind != WINDOW_UPDATE && kind <= CONTINUATION && stream == 0 {
+            return protocol("a stream's frame on stream 0");
+        }
+        if matches!(kind, DATA | HEADERS | CONTINUATION | PUSH_PROMISE) && stream != STREAM {
+            return protocol(&format!(
+                "a frame on stream {stream}, which we did not open"
+            ));
+        }
+        match kind {
+            DATA => {
+                let data = unpad(flags, payload)?;
+                if !self.answered {
+                    return protocol("DATA before the response's HEADERS");
+                }
+                if self.response.trailers.is_some()
+                    || self.response.body.len() + data.len() > self.max_body
+                {
+                    return Err(format!("response body over {} bytes", self.max_body));
+                }
+                self.response.body.extend_from_slice(data);
+                if flags & END_STREAM != 0 {
+                    self.done = true;
+                }
+            }
+            HEADERS => {
+                let mut block = unpad(flags, payload)?;
+                if flags & PRIORITY_FLAG != 0 {
+                    block = block
+                        .get(5..)
+                        .ok_or("HTTP/2 protocol error: short PRIORITY fields")?;
+                }
+                self.block = Some(Block {
+                    bytes: Vec::new(),
+                    end_stream: flags & END_STREAM != 0,
+                });
+                self.block_part(flags, block)?;
+            }
+            CONTINUATION => {
+                if self.block.is_none() {
+                    return protocol("CONTINUATION without HEADERS");
+                }
+                self.block_part(flags, payload)?;
+            }
+            PRIORITY if payload.len() != 5 => return protocol("PRIORITY of the wrong size"),
+            RST_STREAM => {
+                let code =
+                    word(payload).ok_or("HTTP/2 protocol error: RST_STREAM of the wrong size")?;
+                if stream == STREAM {
+                    return Err(format!(
+                        "the server reset the stream (RST_STREAM {})",
+                        error_name(code)
+                    ));
+                }
+            }
+            SETTINGS => {
+                if flags & ACK != 0 {
+                    return Ok(());
+                }
+                if !payload.len().is_multiple_of(6) {
+                    return protocol("SETTINGS of the wrong size");
+                }
+                for setting in payload.chunks(6) {
+                    let id = u16::from_be_bytes([setting[0], setting[1]]);
+                    let value =
+                        u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                    match id {
+                        4 if value as i64 > MAX_WINDOW => {
+                            return protocol("SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1");
+                        }
+                        // The change applies to our open stream (6.9.2).
+                        4 => {
+                            self.stream_window += value as i64 - self.initial_window;
+                            self.initial_window = value as i64;
+                        }
+                        5 if !(16_384..=16_777_215).contains(&value) => {
+                            return protocol(&format!(
+                                "SETTINGS_MAX_FRAME_SIZE {value}, outside 16384 to 2^24-1"
+                            ));
+                        }
+                        5 => self.peer_max_frame = value as usize,
+                        _ => {}
+                    }
+                }
+                self.settings_seen = true;
+                self.frame(SETTINGS, ACK, 0, &[]);
+            }
+            PUSH_PROMISE => return protocol("PUSH_PROMISE, with push disabled"),
+            PING => {
+                if payload.len() != 8 {
+                    return protocol("PING of the wrong size");
+                }
+                if flags & ACK == 0 {
+                    self.frame(PING, ACK, 0, payload);
+                }
+            }
+            GOAWAY => {
+                let last = word(payload).ok_or("HTTP/2 protocol error: short GOAWAY")? & !(1 << 31);
+                let code = payload
+                    .get(4..8)
+                    .and_then(word)
+                    .ok_or("HTTP/2 protocol error: short GOAWAY")?;
+                if last < STREAM {
+                    let debug = String::from_utf8_lossy(&payload[8..payload.len().min(8 + 200)]);
+                    let debug = if debug.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {debug:?}")
+                    };
+                    return Err(format!(
+                        "the server closed the connection before the answer (GOAWAY {}{debug})",
+                        error_name(code)
+                    ));
+                }
+                // Our stream will still be answered.
+                self.goaway = Some(code);
+            }
+            WINDOW_UPDATE => {
+                let increment = word(payload)
+                    .ok_or("HTTP/2 protocol error: WINDOW_UPDATE of the wrong size")?
+                    & !(1 << 31);
+                if increment == 0 {
+                    return protocol("WINDOW_UPDATE of 0");
+                }
+                let window = match stream {
+                    0 => &mut self.connection_window,
+                    STREAM => &mut self.stream_window,
+                    _ => return Ok(()),
+                };
+                *window += increment as i64;
+                if *window > MAX_WINDOW {
+                    return Err("HTTP/2 flow-control error: window over 2^31-1".into());
+                }
+            }
+            _ => {} // unknown frame types are ignored (RFC 9113 5.5)
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// A piece of a header block; at END_HEADERS, the block is decoded.
+    fn block_part(&mut self, flags: u8, part: &[u8]) -> Result<(), String> {
+        let block = self.block.as_mut().expect("a block is open");
+        if block.bytes.len() + part.len() > MAX_HEADER_BLOCK {
+            return Err(format!(
+                "a header block over {} KiB",
+                MAX_HEADER_BLOCK / 1024
+            ));
+        }
+        block.bytes.extend_from_slice(part);
+        if flags & END_HEADERS == 0 {
+            return Ok(());
+        }
+        let Block { bytes, end_stream } = self.block.take().expect("a block is open");
+        // Decoded even when it is not wanted: the table must stay in step.
+        let fields = self
+            .decoder
+            .decode(&bytes, MAX_HEADER_BLOCK)
+            .map_err(|why| format!("HTTP/2 compression error: {why}"))?;
+        if self.answered {
+            if !end_stream {
+                return Err("HTTP/2 protocol error: trailers without END_STREAM".into());
+            }
+            self.response.trailers = Some(fields);
+        } else {
+            let informational = fields
+                .iter()
+                .find(|(name, _)| name == b":status")
+                .is_some_and(|(_, value)| value.first() == Some(&b'1'));
+            if informational && !end_stream {
+                return Ok(()); // a 1xx answer; the final one follows
+            }
+            self.answered = true;
+            self.response.headers = fields;
+        }
+        self.done = end_stream;
+        Ok(())
+    }
+}
+
+/// A padded frame's content (RFC 9113 6.1): without the pad length and
+/// the padding.
+fn unpad(flags: u8, payload: &[u8]) -> Result<&[u8], String> {
+    if flags & PADDED == 0 {
+        return Ok(payload);
+    }
+    let pad = *payload
+        .first()
+        .ok_or("HTTP/2 protocol error: no pad length")? as usize;
+    if pad >= payload.len() {
+        return Err("HTTP/2 protocol error: padding longer than the frame".into());
+    }
+    Ok(&payload[1..payload.len() - pad])
+}
+
+/// The 32-bit word a payload begins with.
+fn word(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
+}
+
+/// Why bytes that do not begin with SETTINGS mean this is no HTTP/2 peer.
+fn not_http2(bytes: &[u8]) -> String {
+    if bytes.starts_with(b"HTTP/1.") {
+        let line = bytes
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or(b"");
+        let line = String::from_utf8_lossy(&line[..line.len().min(80)]);
+        return format!(
+            "not an HTTP/2 server: it answered in HTTP/1 ({line}); grpc:// speaks HTTP/2 \
+             without TLS (h2c, prior knowledge)"
+        );
+    }
+    "not an HTTP/2 server: its first bytes are not a SETTINGS frame".into()
+}
+
+/// RFC 9113 7: an error code's name.
+pub fn error_name(code: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    match NAMES.get(code as usize) {
+        Some(name) => (*name).to_string(),
+        None => format!("error code {code}"),
+    }
+}
+
+/// One request over `stream`, within `deadline`: the response, or why
+/// not. The connection then ends with GOAWAY: after an answer with
+/// NO_ERROR, so the server has nothing to complain of; after a protocol
+/// failure with PROTOCOL_ERROR.
+pub fn exchange<S: Source + Write>(
+    stream: &mut S,
+    mut client: Client,
+    deadline: Instant,
+) -> Result<Response, Failure> {
+    let mut buffer = [0u8; 4096];
+    loop {
+        if !client.out.is_empty() {
+            stream
+                .set_write_timeout(left(deadline)?)
+                .and_then(|_| stream.write_all(&client.out))
+                .map_err(|e| io_failure("send", e))?;
+            client.out.clear();
+        }
+        stream
+            .set_read_timeout(left(deadline)?)
+            .map_err(|e| io_failure("set timeout", e))?;
+        let n = match stream.read(&mut buffer) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_failure("read", e)),
+        };
+        if n == 0 {
+            return Err(Failure::Error(client.closed()));
+        }
+        let (code, result) = match client.receive(&buffer[..n]) {
+            Ok(None) => continue,
+            Ok(Some(response)) => (0, Ok(response)),
+            Err(why) => (1, Err(Failure::Error(why))),
+        };
+        // Best effort: the call's result is known already.
+        client.goaway(code);
+        let _ = stream.write_all(&client.out);
+        return result;
+    }
+}

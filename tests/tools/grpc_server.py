@@ -1,0 +1,42 @@
+"""A real gRPC server for the grpc:// tests: Python's grpcio with the
+standard health service (grpcio-health-checking), on a free port.
+
+Prints `port N` when it is serving, then takes commands on stdin, one per
+line, and answers each with `ok`:
+  set SERVICE STATUS   SERVICE's status (`-` is the server's overall,
+                       the empty name); STATUS: SERVING, NOT_SERVING, ...
+  quit
+With --no-health, the server has no health service at all (UNIMPLEMENTED).
+Everything grpcio logs goes to stderr (GRPC_VERBOSITY=debug there shows
+connection errors, which the tests look for).
+"""
+import sys
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer = None
+    if "--no-health" not in sys.argv:
+        servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"port {port}", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        if words[0] == "set" and servicer is not None:
+            name = "" if words[1] == "-" else words[1]
+            servicer.set(name, health_pb2.HealthCheckResponse.ServingStatus.Value(words[2]))
+        print("ok", flush=True)
+    server.stop(0)
+
+
+if __name__ == "__main__":
+    main()

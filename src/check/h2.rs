@@ -281,7 +281,7 @@ impl Client {
                 if self.response.trailers.is_some()
                     || self.response.body.len() + data.len() > self.max_body
                 {
-                    return Err(format!("response body over {} bytes", self.max_body));
+                    return Err(format!("a response body over {} bytes", self.max_body));
                 }
                 self.response.body.extend_from_slice(data);
                 if flags & END_STREAM != 0 {

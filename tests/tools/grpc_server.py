@@ -13,8 +13,11 @@ connection errors, which the tests look for).
 import sys
 from concurrent import futures
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+try:
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+except ImportError:
+    sys.exit(3)
 
 
 def main():

@@ -1,0 +1,439 @@
+//! The grpc:// check against a real gRPC server that this project did not
+//! write (Python's grpcio with its standard health service), and against
+//! scripted HTTP/2 peers (tests/tools/h2_peer.py) for what real servers
+//! rarely send. Each peer is a Python process on a free port.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A Python tool from tests/tools that serves on a port it prints first.
+struct Tool {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    port: u16,
+}
+
+impl Tool {
+    /// Starts `tests/tools/SCRIPT ARGS` with its stderr in `stderr`; `None`
+    /// (the test skips) when its Python packages are missing, unless CI
+    /// requires them.
+    fn start(script: &str, args: &[&str], stderr: Stdio, env: &[(&str, &str)]) -> Option<Tool> {
+        let mut child = Command::new("python3")
+            .arg(format!(
+                "{}/tests/tools/{script}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line.is_empty() && child.wait().unwrap().code() == Some(3) {
+            assert!(
+                std::env::var_os("EXECHEALTHZ_REQUIRE_TOOLS").is_none(),
+                "{script}: Python packages missing (pip install grpcio grpcio-health-checking h2)"
+            );
+            eprintln!("SKIPPED: {script} needs grpcio, grpcio-health-checking and h2");
+            return None;
+        }
+        let port = line
+            .strip_prefix("port ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{script}: first line {line:?}"));
+        Some(Tool {
+            child,
+            stdin,
+            stdout,
+            port,
+        })
+    }
+
+    /// A command to the gRPC server (`set SERVICE STATUS`), once done.
+    fn tell(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "{command}");
+    }
+
+    /// Asks the gRPC server to stop, and waits until it has.
+    fn quit(mut self) {
+        writeln!(self.stdin.as_mut().unwrap(), "quit").unwrap();
+        self.report();
+    }
+
+    /// Waits for the tool to end by itself; the rest of its stdout.
+    fn report(&mut self) -> String {
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < DEADLINE, "the peer did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut rest = String::new();
+        while self.stdout.read_line(&mut rest).unwrap() > 0 {}
+        rest
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `exechealthz check ARGS`: exit status and stdout.
+fn check(args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN).arg("check").args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// A gRPC server with the health service (or, with `--no-health`, none),
+/// logging its HTTP/2 transport's events to `log`.
+fn grpc_server(args: &[&str], log: &str) -> Option<Tool> {
+    let stderr = std::fs::File::create(log).unwrap();
+    Tool::start(
+        "grpc_server.py",
+        args,
+        stderr.into(),
+        &[("GRPC_VERBOSITY", "debug"), ("GRPC_TRACE", "http")],
+    )
+}
+
+#[test]
+fn a_real_grpc_server_passes_and_fails_as_the_kubelet_decides() {
+    let dir = TempDir::new("grpc-real");
+    let log = dir.file("server.log");
+    let Some(mut server) = grpc_server(&[], &log) else {
+        return;
+    };
+    let url = format!("grpc://127.0.0.1:{}", server.port);
+    let mut calls = 0;
+    let mut expect = |target: &str, code: i32, says: &str| {
+        let (status, out) = check(&[target]);
+        assert_eq!(status, code, "{target}: {out}");
+        assert!(out.contains(says), "{target}: {out}");
+        calls += 1;
+    };
+    expect(&url, 0, "ok grpc://");
+    expect(&format!("{url}/"), 0, "ok grpc://");
+    expect(
+        &format!("{url}/no.such.Service"),
+        1,
+        "health rpc failed: NOT_FOUND",
+    );
+    // Services with dots and slashes, in each status.
+    for (service, status, code, says) in [
+        ("my.pkg.Svc", "SERVING", 0, "ok grpc://"),
+        ("my.pkg/Svc", "SERVING", 0, "ok grpc://"),
+        (
+            "my.pkg.Svc",
+            "NOT_SERVING",
+            1,
+            "service unhealthy (responded with \"NOT_SERVING\")",
+        ),
+        (
+            "my.pkg.Svc",
+            "UNKNOWN",
+            1,
+            "service unhealthy (responded with \"UNKNOWN\")",
+        ),
+        (
+            "my.pkg.Svc",
+            "SERVICE_UNKNOWN",
+            1,
+            "service unhealthy (responded with \"SERVICE_UNKNOWN\")",
+        ),
+    ] {
+        server.tell(&format!("set {service} {status}"));
+        expect(&format!("{url}/{service}"), code, says);
+    }
+    // The server's overall health is the empty service.
+    server.tell("set - NOT_SERVING");
+    expect(&url, 1, "responded with \"NOT_SERVING\"");
+    server.quit();
+    // Every call ended with our GOAWAY, and none with a reset: the server
+    // has no connection error to log.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let goaways = log.matches("got goaway with last stream id 0").count();
+    assert_eq!(goaways, calls, "GOAWAYs the server got, for {calls} calls");
+    for noise in ["reset by peer", "Broken pipe", "E1", "Connection refused"] {
+        assert!(!log.contains(noise), "the server logged {noise:?}");
+    }
+}
+
+#[test]
+fn a_server_without_the_health_service_is_unimplemented() {
+    let dir = TempDir::new("grpc-nohealth");
+    let Some(server) = grpc_server(&["--no-health"], &dir.file("server.log")) else {
+        return;
+    };
+    let (status, out) = check(&[&format!("grpc://127.0.0.1:{}", server.port)]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains(
+            "this server does not implement the gRPC health protocol (grpc.health.v1.Health)"
+        ),
+        "{out}"
+    );
+}
+
+/// A probe's (runs, first run of the current streak) from /status.
+fn streak(server: &Server) -> (u64, bool, u64) {
+    let text = server.get("/status?format=json").text();
+    let number = |key: &str| -> u64 {
+        let at = text.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+        text[at..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let passes = text.contains("\"passes\":true");
+    let runs = number("runs");
+    let streak = number(if passes {
+        "consecutive_successes"
+    } else {
+        "consecutive_failures"
+    });
+    (runs, passes, runs + 1 - streak)
+}
+
+#[test]
+fn the_probe_flips_with_the_servers_status_within_two_periods() {
+    let dir = TempDir::new("grpc-flip");
+    let Some(mut grpc) = grpc_server(&[], &dir.file("server.log")) else {
+        return;
+    };
+    let server = Server::start(&[
+        &format!("--cmd=grpc://127.0.0.1:{}", grpc.port),
+        "--period=100ms",
+    ]);
+    server.wait_status("/healthz", 200);
+    for (status, passes) in [("NOT_SERVING", false), ("SERVING", true)] {
+        grpc.tell(&format!("set - {status}"));
+        // Runs counted now may have asked before the change; the second
+        // run after it must see it.
+        let (runs_before, _, _) = streak(&server);
+        let (_, _, first) = eventually("the probe to flip", || {
+            let now = streak(&server);
+            (now.1 == passes).then_some(now)
+        });
+        assert!(
+            first <= runs_before + 2,
+            "flipped to {status} at run {first}, {runs_before} runs when it changed"
+        );
+        let answer = server.get("/healthz");
+        if passes {
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        } else {
+            assert_eq!(answer.status, 503);
+            assert!(
+                answer
+                    .text()
+                    .contains("error service unhealthy (responded with \"NOT_SERVING\")"),
+                "{}",
+                answer.text()
+            );
+        }
+    }
+}
+
+#[test]
+fn timeouts_say_which_step_ran_out() {
+    // A listener whose queue is full: connect never completes.
+    let Some(full) = Tool::start("h2_peer.py", &["backlog-full"], Stdio::null(), &[]) else {
+        return;
+    };
+    // A server that accepts (the kernel does) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for (port, step) in [(full.port, "connect"), (silent_port, "health rpc")] {
+        let server = Server::start(&[
+            &format!("--cmd=grpc://127.0.0.1:{port}/svc"),
+            "--timeout=300ms",
+            "--period=10ms",
+        ]);
+        let reason = format!(
+            "error grpc check of grpc://127.0.0.1:{port}/svc: {step} timed out after 300ms"
+        );
+        server.wait_for("/healthz", |r| {
+            r.status == 503 && r.text().contains(&reason)
+        });
+    }
+    // The one deadline holds for the whole call.
+    let start = Instant::now();
+    let (status, out) = check(&[
+        "--timeout=300ms",
+        &format!("grpc://127.0.0.1:{silent_port}"),
+    ]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_closed_port_and_an_http1_server_fail_with_their_reasons() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().port();
+    drop(listener);
+    let (status, out) = check(&[&format!("grpc://127.0.0.1:{closed}")]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("Connection refused"), "{out}");
+    // Our own server is a plain HTTP/1.1 server.
+    let http1 = Server::start(&["--cmd=true"]);
+    let (status, out) = check(&[&format!("grpc://127.0.0.1:{}", http1.address.port())]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains("not an HTTP/2 server: it answered in HTTP/1 (HTTP/1.1 "),
+        "{out}"
+    );
+}
+
+/// Runs the check against `h2_peer.py SCENARIO`: check's exit status and
+/// output, and what the peer saw.
+fn against(scenario: &str, service: &str) -> Option<(i32, String, String)> {
+    let peer = Tool::start("h2_peer.py", &[scenario], Stdio::inherit(), &[])?;
+    let (status, out) = check(&[
+        "--timeout=3s",
+        &format!("grpc://127.0.0.1:{}/{service}", peer.port),
+    ]);
+    let mut peer = peer;
+    Some((status, out, peer.report()))
+}
+
+#[test]
+fn scripted_peers_that_answer_serving_pass() {
+    for scenario in [
+        "serving",
+        "continuation",
+        "padded-priority",
+        "ping-first",
+        "goaway-then-answer",
+    ] {
+        let Some((status, out, saw)) = against(scenario, "svc") else {
+            return;
+        };
+        assert_eq!(status, 0, "{scenario}: {out}\npeer: {saw}");
+        assert!(!saw.contains("error"), "{scenario}: {saw}");
+        assert!(saw.contains("client-goaway 0\n"), "{scenario}: {saw}");
+        assert!(saw.contains("settings-acked"), "{scenario}: {saw}");
+        assert!(saw.contains("request-message 5\n"), "{scenario}: {saw}");
+        if scenario == "ping-first" {
+            assert!(saw.contains("ping-acked 70696e67706f6e67"), "{saw}");
+        }
+    }
+}
+
+#[test]
+fn requests_keep_to_the_servers_frame_size_and_windows() {
+    // A 20,000-byte service name: its DATA needs two frames of 16 KiB.
+    let long = "s".repeat(20_000);
+    let Some((status, out, saw)) = against("small-frames", &long) else {
+        return;
+    };
+    assert_eq!(status, 0, "{out}\npeer: {saw}");
+    // 5 bytes of gRPC prefix, 4 of protobuf tag and length, then the name.
+    assert!(saw.contains("data-frames 16384,3625\n"), "{saw}");
+    assert!(saw.contains("request-message 20004\n"), "{saw}");
+    // A stream window of 0: no DATA until WINDOW_UPDATE, then 3 bytes.
+    let (status, out, saw) = against("zero-window", "svc").unwrap();
+    assert_eq!(status, 0, "{out}\npeer: {saw}");
+    assert!(!saw.contains("error"), "{saw}");
+    assert!(saw.contains("first-data 3\n"), "{saw}");
+    assert!(saw.contains("data-frames 3,7\n"), "{saw}");
+}
+
+#[test]
+fn scripted_peers_fail_with_their_reasons() {
+    for (scenario, says) in [
+        (
+            "not-serving",
+            "service unhealthy (responded with \"NOT_SERVING\")",
+        ),
+        (
+            "trailers-only",
+            "this server does not implement the gRPC health protocol \
+             (grpc.health.v1.Health): Method not found!",
+        ),
+        (
+            "rst",
+            "the server reset the stream (RST_STREAM REFUSED_STREAM)",
+        ),
+        (
+            "goaway",
+            "the server closed the connection before the answer \
+             (GOAWAY ENHANCE_YOUR_CALM: \"too_many_pings\")",
+        ),
+        (
+            "short-frame",
+            "connection closed in the middle of the answer",
+        ),
+        (
+            "oversized-frame",
+            "a frame of 20000 bytes, over the 16384 we allow (FRAME_SIZE_ERROR)",
+        ),
+        ("huge-headers", "a header block over 16 KiB"),
+        ("big-message", "a response body over 4101 bytes"),
+        (
+            "bad-max-frame",
+            "SETTINGS_MAX_FRAME_SIZE 100, outside 16384",
+        ),
+        ("status-404", "HTTP status 404 (want 200 and a gRPC answer)"),
+        ("not-grpc", "content-type \"text/html\" is not gRPC"),
+        (
+            "garbage",
+            "not an HTTP/2 server: its first bytes are not a SETTINGS frame",
+        ),
+        (
+            "http1",
+            "not an HTTP/2 server: it answered in HTTP/1 (HTTP/1.1 400 Bad Request)",
+        ),
+    ] {
+        let Some((status, out, saw)) = against(scenario, "svc") else {
+            return;
+        };
+        assert_eq!(status, 1, "{scenario}: {out}\npeer: {saw}");
+        assert!(out.contains(says), "{scenario}: {out}\npeer: {saw}");
+        assert!(!saw.contains("error"), "{scenario}: {saw}");
+    }
+}
+
+#[test]
+fn bad_grpc_urls_are_start_up_errors_naming_the_flag() {
+    for (url, says) in [
+        ("grpc://localhost", "missing :PORT"),
+        ("grpc://localhost:x", "bad port x"),
+        ("grpc://localhost:99999", "bad port 99999"),
+        ("grpc://localhost:80/a b", "no spaces"),
+        ("grpc://localhost:80/svc?x=1", "no query or fragment"),
+        ("grpc://localhost:80/svc#frag", "no query or fragment"),
+        ("grpcs://localhost:443", "TLS is not built in"),
+    ] {
+        let output = run_to_end(&[&format!("--cmd={url}")]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("--cmd number 1"), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+    }
+}

@@ -20,7 +20,7 @@ seconds=${1:?usage: fuzz.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(request_head connection flags check_url http_response dns_reply)
+  targets=(request_head connection flags check_url http_response dns_reply grpc_response hpack_blocks)
 fi
 
 fail() { echo "fuzz: $*" >&2; exit 1; }

@@ -361,13 +361,7 @@ pub fn check_url(data: &[u8]) {
 /// with a status line or a reason, within its bounds.
 pub fn http_response(data: &[u8]) {
     let (mut dice, data) = Dice::new(data);
-    let mut pieces = VecDeque::new();
-    let mut at = 0;
-    while at < data.len() {
-        let n = 1 + dice.below(data.len() - at);
-        pieces.push_back(data[at..at + n].to_vec());
-        at += n;
-    }
+    let pieces = split(&mut dice, data).into();
     let reads = Pieces { pieces, reads: 0 };
     let _ = crate::check::fuzzing::http_response(reads);
 }
@@ -414,18 +408,50 @@ pub fn dns_reply(data: &[u8]) {
     }
 }
 
+/// Bytes from a server that a grpc:// check called, in random pieces:
+/// the HTTP/2 client and HPACK decoder take them within their bounds
+/// (checked in `check::fuzzing`), and end with a result or a reason.
+pub fn grpc_response(data: &[u8]) {
+    let (mut dice, data) = Dice::new(data);
+    let pieces = split(&mut dice, data);
+    let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+    let _ = crate::check::fuzzing::grpc_exchange(&pieces);
+}
+
+/// HPACK header blocks, one after another on one table.
+pub fn hpack_blocks(data: &[u8]) {
+    let (mut dice, data) = Dice::new(data);
+    let blocks = split(&mut dice, data);
+    let blocks: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+    crate::check::fuzzing::hpack_blocks(&blocks);
+}
+
+/// `data` cut at random points.
+fn split(dice: &mut Dice, data: &[u8]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let n = 1 + dice.below(data.len() - at);
+        pieces.push(data[at..at + n].to_vec());
+        at += n;
+    }
+    pieces
+}
+
 /// A harness: takes the fuzzer's bytes, panics if something that must hold
 /// does not.
 pub type Harness = fn(&[u8]);
 
 /// The fuzz targets by name, for the test below and `fuzz/`.
-pub const TARGETS: [(&str, Harness); 6] = [
+pub const TARGETS: [(&str, Harness); 8] = [
     ("request_head", request_head),
     ("connection", connection),
     ("flags", flags),
     ("check_url", check_url),
     ("http_response", http_response),
     ("dns_reply", dns_reply),
+    ("grpc_response", grpc_response),
+    ("hpack_blocks", hpack_blocks),
 ];
 
 #[cfg(test)]

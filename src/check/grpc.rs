@@ -58,7 +58,7 @@ pub(super) fn run(
 
 /// The request's header block: a gRPC call's pseudo-headers and headers,
 /// with what is left of the deadline as `grpc-timeout`.
-fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
+pub(super) fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -80,7 +80,7 @@ fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
 
 /// `HealthCheckRequest { service }` in protobuf (field 1, a string; left
 /// out when empty, as proto3 does), with gRPC's prefix.
-fn request_message(service: &str) -> Vec<u8> {
+pub(super) fn request_message(service: &str) -> Vec<u8> {
     let mut message = Vec::with_capacity(PREFIX + 8 + service.len());
     message.push(0); // not compressed
     message.extend_from_slice(&[0; 4]);

@@ -193,6 +193,11 @@ impl Client {
         result
     }
 
+    /// Bytes received and not yet a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Why the connection's end, now, fails the call.
     pub fn closed(&self) -> String {
         if !self.settings_seen {

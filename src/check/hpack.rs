@@ -157,6 +157,11 @@ impl Decoder {
         Ok(fields)
     }
 
+    /// The dynamic table's size (RFC 7541 4.1).
+    pub fn table_size(&self) -> usize {
+        self.size
+    }
+
     fn entry(&self, index: usize) -> Result<Field, String> {
         if index == 0 {
             return Err("index 0".into());

@@ -357,6 +357,60 @@ pub mod fuzzing {
         }
     }
 
+    /// A grpc:// call's client fed `pieces` as the server's bytes: the
+    /// check's result (or why the call failed, or `None`: no end yet),
+    /// and how many bytes the client sent. Its bounds are asserted here.
+    pub fn grpc_exchange(pieces: &[&[u8]]) -> (Option<Result<String, String>>, usize) {
+        let message = grpc::request_message("svc");
+        let headers = grpc::request_headers("127.0.0.1", 50051, Duration::from_secs(1));
+        let mut client = h2::Client::new(&headers, message.clone(), 4101);
+        let mut sent = client.out.len();
+        client.out.clear();
+        let mut result = None;
+        let mut taken = 0;
+        for piece in pieces {
+            taken += piece.len();
+            let step = client.receive(piece);
+            assert!(
+                client.buffered() <= 9 + 16_384,
+                "{} bytes kept",
+                client.buffered()
+            );
+            sent += client.out.len();
+            client.out.clear();
+            assert!(
+                sent <= headers.len() + 200 + 2 * taken + 10 * message.len(),
+                "{sent} bytes sent for {taken} taken"
+            );
+            match step {
+                Ok(None) => continue,
+                Ok(Some(response)) => {
+                    assert!(response.body.len() <= 4101);
+                    result = Some(grpc::decide(&response).map_err(|f| match f {
+                        Failure::Error(why) | Failure::Answered { why, .. } => why,
+                        Failure::TimedOut | Failure::TimedOutIn(_) => unreachable!(),
+                    }));
+                }
+                Err(why) => result = Some(Err(why)),
+            }
+            break;
+        }
+        (result, sent)
+    }
+
+    /// Header blocks decoded one after another on one connection's table:
+    /// each list within its bound, the table within the size we announce.
+    pub fn hpack_blocks(blocks: &[&[u8]]) {
+        let mut decoder = hpack::Decoder::new();
+        for block in blocks {
+            if let Ok(fields) = decoder.decode(block, 1024) {
+                let size: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+                assert!(size <= 1024, "a list of {size}");
+            }
+            assert!(decoder.table_size() <= hpack::TABLE_SIZE);
+        }
+    }
+
     pub fn dns_reply(reply: &[u8], qtype: u16) -> Option<usize> {
         match dns::parse_reply(reply, qtype)? {
             dns::Answer::Records(n) => Some(n),

@@ -5,6 +5,7 @@ Run with `make bench`. Builds nothing itself: pass the binary to measure.
 Each figure is printed as `name: value unit`, after a line naming the machine.
 """
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -144,6 +145,58 @@ def bench_cpu_per_run(binary, seconds):
                 runs, cpu = cpu_per_run(proc, runs_file + ".floor", seconds / 2)
                 figure("  floor (bench/floor.c, C posix_spawn + poll + waitpid)",
                        f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
+
+
+def probe_runs(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status?format=json", timeout=5) as r:
+        return json.load(r)["probes"][0]["runs"]
+
+
+def builtin_cpu_per_run(binary, target, seconds):
+    """(runs, CPU seconds) of a server whose one probe is `target`, at 10ms."""
+    proc, port = start(binary, ["--quiet", "--period=10ms", f"--cmd={target}"])
+    try:
+        time.sleep(1)
+        runs0, cpu0 = probe_runs(port), cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        runs1, cpu1 = probe_runs(port), cpu_seconds(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    return runs1 - runs0, cpu1 - cpu0
+
+
+def bench_builtin_check_cpu(binary, seconds):
+    """Server CPU per built-in check run at period 10ms: http:// against a
+    local HTTP server (another of ours) and grpc:// against a local gRPC
+    server (grpcio's health service, tests/tools/grpc_server.py), and the
+    ratio, which #21 budgets at 2x at most. Alternating, twice each."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    target, http_port = start(binary, ["--quiet", "--cmd=true", "--period=1h"])
+    grpc = subprocess.Popen(
+        [sys.executable, os.path.join(here, "..", "tests", "tools", "grpc_server.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    line = grpc.stdout.readline()
+    try:
+        if not line.startswith("port "):
+            figure("grpc:// check CPU per run", "skipped: needs grpcio and grpcio-health-checking")
+            return
+        grpc_port = int(line.split()[1])
+        figures = {"http": [], "grpc": []}
+        for _ in range(2):
+            for name, url in [("http", f"http://127.0.0.1:{http_port}/healthz"),
+                              ("grpc", f"grpc://127.0.0.1:{grpc_port}")]:
+                runs, cpu = builtin_cpu_per_run(binary, url, seconds / 4)
+                figures[name].append(cpu / runs * 1000)
+                figure(f"server CPU per {name}:// check run (period 10ms)",
+                       f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
+        http_ms, grpc_ms = min(figures["http"]), min(figures["grpc"])
+        figure("  grpc:// / http:// (budget 2x; the lower of each)", f"{grpc_ms / http_ms:.2f}", "x")
+    finally:
+        for proc in (target, grpc):
+            proc.kill()
+            proc.wait()
 
 
 def bench_scrape_cost(binary, probes=100, scrapes=50):
@@ -603,6 +656,7 @@ def main():
     bench_binary_size(args.binary)
     bench_idle_rss(args.binary)
     bench_cpu_per_run(args.binary, args.seconds)
+    bench_builtin_check_cpu(args.binary, args.seconds)
     bench_scrape_cost(args.binary)
     bench_many_probes(args.binary)
     if args.bare:

@@ -261,27 +261,26 @@ impl Client {
 
     /// One whole frame from the server.
     fn frame_in(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Result<(), String> {
-        let protocol = |why: &str| Err(format!("HTTP/2 protocol error: {why}"));
         if self.block.is_some() && kind != CONTINUATION {
-            return protocol("a header block interrupted by another frame");
+            return Err(protocol("a header block interrupted by another frame"));
         }
         let on_connection = matches!(kind, SETTINGS | PING | GOAWAY);
         if on_connection && stream != 0 {
-            return protocol("SETTINGS, PING or GOAWAY on a stream");
+            return Err(protocol("SETTINGS, PING or GOAWAY on a stream"));
         }
         if !on_connection && kind != WINDOW_UPDATE && kind <= CONTINUATION && stream == 0 {
-            return protocol("a stream's frame on stream 0");
+            return Err(protocol("a stream's frame on stream 0"));
         }
         if matches!(kind, DATA | HEADERS | CONTINUATION | PUSH_PROMISE) && stream != STREAM {
-            return protocol(&format!(
+            return Err(protocol(&format!(
                 "a frame on stream {stream}, which we did not open"
-            ));
+            )));
         }
         match kind {
             DATA => {
                 let data = unpad(flags, payload)?;
                 if !self.answered {
-                    return protocol("DATA before the response's HEADERS");
+                    return Err(protocol("DATA before the response's HEADERS"));
                 }
                 if self.response.trailers.is_some()
                     || self.response.body.len() + data.len() > self.max_body
@@ -308,11 +307,11 @@ impl Client {
             }
             CONTINUATION => {
                 if self.block.is_none() {
-                    return protocol("CONTINUATION without HEADERS");
+                    return Err(protocol("CONTINUATION without HEADERS"));
                 }
                 self.block_part(flags, payload)?;
             }
-            PRIORITY if payload.len() != 5 => return protocol("PRIORITY of the wrong size"),
+            PRIORITY if payload.len() != 5 => return Err(protocol("PRIORITY of the wrong size")),
             RST_STREAM => {
                 let code =
                     word(payload).ok_or("HTTP/2 protocol error: RST_STREAM of the wrong size")?;
@@ -328,7 +327,7 @@ impl Client {
                     return Ok(());
                 }
                 if !payload.len().is_multiple_of(6) {
-                    return protocol("SETTINGS of the wrong size");
+                    return Err(protocol("SETTINGS of the wrong size"));
                 }
                 for setting in payload.chunks(6) {
                     let id = u16::from_be_bytes([setting[0], setting[1]]);
@@ -336,7 +335,7 @@ impl Client {
                         u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
                     match id {
                         4 if value as i64 > MAX_WINDOW => {
-                            return protocol("SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1");
+                            return Err(protocol("SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1"));
                         }
                         // The change applies to our open stream (6.9.2).
                         4 => {
@@ -344,9 +343,9 @@ impl Client {
                             self.initial_window = value as i64;
                         }
                         5 if !(16_384..=16_777_215).contains(&value) => {
-                            return protocol(&format!(
+                            return Err(protocol(&format!(
                                 "SETTINGS_MAX_FRAME_SIZE {value}, outside 16384 to 2^24-1"
-                            ));
+                            )));
                         }
                         5 => self.peer_max_frame = value as usize,
                         _ => {}
@@ -355,10 +354,10 @@ impl Client {
                 self.settings_seen = true;
                 self.frame(SETTINGS, ACK, 0, &[]);
             }
-            PUSH_PROMISE => return protocol("PUSH_PROMISE, with push disabled"),
+            PUSH_PROMISE => return Err(protocol("PUSH_PROMISE, with push disabled")),
             PING => {
                 if payload.len() != 8 {
-                    return protocol("PING of the wrong size");
+                    return Err(protocol("PING of the wrong size"));
                 }
                 if flags & ACK == 0 {
                     self.frame(PING, ACK, 0, payload);
@@ -390,7 +389,7 @@ impl Client {
                     .ok_or("HTTP/2 protocol error: WINDOW_UPDATE of the wrong size")?
                     & !(1 << 31);
                 if increment == 0 {
-                    return protocol("WINDOW_UPDATE of 0");
+                    return Err(protocol("WINDOW_UPDATE of 0"));
                 }
                 let window = match stream {
                     0 => &mut self.connection_window,
@@ -447,6 +446,11 @@ impl Client {
         self.done = end_stream;
         Ok(())
     }
+}
+
+/// Why a frame breaks HTTP/2's rules.
+fn protocol(why: &str) -> String {
+    format!("HTTP/2 protocol error: {why}")
 }
 
 /// A padded frame's content (RFC 9113 6.1): without the pad length and

@@ -371,11 +371,11 @@ pub mod fuzzing {
         for piece in pieces {
             taken += piece.len();
             let step = client.receive(piece);
-            assert!(
-                client.buffered() <= 9 + 16_384,
-                "{} bytes kept",
-                client.buffered()
-            );
+            // What is kept while more is to come is less than one frame.
+            if let Ok(None) = step {
+                let kept = client.buffered();
+                assert!(kept < 9 + 16_384, "{kept} bytes kept");
+            }
             sent += client.out.len();
             client.out.clear();
             assert!(

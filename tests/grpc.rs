@@ -346,6 +346,23 @@ fn scripted_peers_that_answer_serving_pass() {
 }
 
 #[test]
+fn a_server_that_talks_on_after_its_answer_does_not_hold_the_check() {
+    // It sends PINGs for 4 s after answering; waiting for it to close
+    // (so our close is clean) stops after 100 ms, well within --timeout.
+    let Some(peer) = Tool::start("h2_peer.py", &["chatty"], Stdio::null(), &[]) else {
+        return;
+    };
+    let start = Instant::now();
+    let (status, out) = check(&["--timeout=3s", &format!("grpc://127.0.0.1:{}", peer.port)]);
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn requests_keep_to_the_servers_frame_size_and_windows() {
     // A 20,000-byte service name: its DATA needs two frames of 16 KiB.
     let long = "s".repeat(20_000);

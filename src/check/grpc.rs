@@ -39,14 +39,19 @@ pub(super) fn run(
     // Our GOAWAY is sent; wait for the server to close its side, reading
     // what it still sends, so our close is a clean one: closing with
     // unread bytes would reset the connection, and servers log resets.
+    // At most 100 ms (and never past the deadline), however much it sends.
     if !matches!(response, Err(Failure::TimedOut)) {
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
-        if !wait.is_zero() && stream.set_read_timeout(Some(wait)).is_ok() {
-            let mut sink = [0u8; 512];
-            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        let until = deadline.min(Instant::now() + Duration::from_millis(100));
+        let mut sink = [0u8; 512];
+        while let Some(wait) =
+            Some(until.saturating_duration_since(Instant::now())).filter(|wait| !wait.is_zero())
+        {
+            if stream.set_read_timeout(Some(wait)).is_err()
+                || !matches!(stream.read(&mut sink), Ok(n) if n > 0)
+            {
+                break;
+            }
         }
     }
     let response = response.map_err(|f| match f {

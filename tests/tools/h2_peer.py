@@ -141,6 +141,15 @@ def scenario(peer, name):
         peer.preface()
         peer.until_request()
         peer.answer()
+    elif name == "chatty":
+        # Answers, then talks on (PINGs) for 4 s, whatever the client does.
+        peer.preface()
+        peer.until_request()
+        peer.answer()
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            peer.send(frame(PING, 0, 0, b"chatchat"))
+            time.sleep(0.001)
     elif name == "not-serving":
         peer.preface()
         peer.until_request()
@@ -299,7 +308,8 @@ def main():
     try:
         scenario(peer, sys.argv[1])
     except (BrokenPipeError, ConnectionResetError) as e:
-        peer.facts.append("error %s" % e)
+        if sys.argv[1] != "chatty":
+            peer.facts.append("error %s" % e)
     peer.finish()
 
 

@@ -104,76 +104,55 @@ pub(super) fn request_message(service: &str) -> Vec<u8> {
     message
 }
 
-/// The check's result from the whole response.
+/// The check's result from the whole response: `status: SERVING`, or why
+/// not (with `status: ...` as what was said, when the call answered).
 pub(super) fn decide(response: &Response) -> Result<String, Failure> {
     let header = |fields: &[Field], name: &str| {
         fields
             .iter()
             .find(|(n, _)| n == name.as_bytes())
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .map_or(String::new(), |(_, v)| {
+                String::from_utf8_lossy(v).into_owned()
+            })
     };
-    let answered = |said: String, why: String| Err(Failure::Answered { said, why });
-    let status = header(&response.headers, ":status").unwrap_or_default();
-    if status != "200" {
-        return answered(
-            format!(":status {status}"),
-            format!("HTTP status {status} (want 200 and a gRPC answer)"),
-        );
-    }
-    let content_type = header(&response.headers, "content-type").unwrap_or_default();
+    let status = header(&response.headers, ":status");
+    let content_type = header(&response.headers, "content-type");
+    // A trailers-only answer has grpc-status among its headers.
+    let trailers = response.trailers.as_deref().unwrap_or(&response.headers);
+    let code = header(trailers, "grpc-status");
+    let message = percent_decode(&header(trailers, "grpc-message"));
     let grpc = content_type
         .strip_prefix("application/grpc")
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']));
-    if !grpc {
-        return answered(
-            format!("content-type: {content_type}"),
-            format!("content-type {content_type:?} is not gRPC (want application/grpc)"),
-        );
-    }
-    // A trailers-only answer has grpc-status among its headers.
-    let trailers = response.trailers.as_deref().unwrap_or(&response.headers);
-    let Some(code) = header(trailers, "grpc-status") else {
-        return Err(Failure::Error(
-            "the answer ended without a grpc-status".into(),
-        ));
-    };
-    let message = percent_decode(&header(trailers, "grpc-message").unwrap_or_default());
-    let code: u32 = code
-        .parse()
-        .map_err(|_| Failure::Error(format!("malformed grpc-status {code:?}")))?;
-    if code != 0 {
-        let name = code_name(code);
-        let why = match code {
-            12 => format!(
+    let why = if status != "200" {
+        format!("HTTP status {status} (want 200 and a gRPC answer)")
+    } else if !grpc {
+        format!("content-type {content_type:?} is not gRPC (want application/grpc)")
+    } else {
+        match code.parse::<u32>() {
+            Ok(0) => {
+                let status = health_status(&response.body).map_err(Failure::Error)?;
+                let said = format!("status: {status}");
+                if status == "SERVING" {
+                    return Ok(said);
+                }
+                let why = format!("service unhealthy (responded with {status:?})");
+                return Err(Failure::Answered { said, why });
+            }
+            Ok(12) => format!(
                 "this server does not implement the gRPC health protocol \
                  (grpc.health.v1.Health): {message}"
             ),
-            4 => format!("the health rpc did not complete in time (DEADLINE_EXCEEDED: {message})"),
-            _ => format!("health rpc failed: {name}{}", with_colon(&message)),
-        };
-        return answered(
-            format!("grpc-status: {code} {name}{}", with_colon(&message)),
-            why,
-        );
-    }
-    let status = health_status(&response.body).map_err(Failure::Error)?;
-    let said = format!("status: {status}");
-    if status != "SERVING" {
-        return answered(
-            said,
-            format!("service unhealthy (responded with {status:?})"),
-        );
-    }
-    Ok(said)
-}
-
-/// `: message`, or nothing for no message.
-fn with_colon(message: &str) -> String {
-    if message.is_empty() {
-        String::new()
-    } else {
-        format!(": {message}")
-    }
+            Ok(code) => format!(
+                "health rpc failed: {}{}{message}",
+                code_name(code),
+                if message.is_empty() { "" } else { ": " }
+            ),
+            Err(_) if code.is_empty() => "the answer ended without a grpc-status".into(),
+            Err(_) => format!("malformed grpc-status {code:?}"),
+        }
+    };
+    Err(Failure::Error(why))
 }
 
 /// The status in the one `HealthCheckResponse` message of `body`.
@@ -217,10 +196,9 @@ fn health_status(body: &[u8]) -> Result<String, String> {
             .ok_or_else(malformed)?;
     }
     const NAMES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
-    Ok(match NAMES.get(status as usize) {
-        Some(name) => (*name).to_string(),
-        None => format!("status {status}"),
-    })
+    Ok(NAMES
+        .get(status as usize)
+        .map_or(format!("status {status}"), |name| name.to_string()))
 }
 
 /// A protobuf varint at `bytes[*at]`.
@@ -258,10 +236,9 @@ fn code_name(code: u32) -> String {
         "DATA_LOSS",
         "UNAUTHENTICATED",
     ];
-    match NAMES.get(code as usize) {
-        Some(name) => (*name).to_string(),
-        None => format!("code {code}"),
-    }
+    NAMES
+        .get(code as usize)
+        .map_or(format!("code {code}"), |name| name.to_string())
 }
 
 /// grpc-message is percent-encoded (gRPC over HTTP/2).

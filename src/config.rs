@@ -127,7 +127,8 @@ Flags may be written -name value, -name=value, --name value or --name=value.
 
   --cmd CMD                command run with --shell (repeatable; default \"echo healthz\"),
                            or a built-in check: tcp://HOST:PORT, http://HOST[:PORT]/PATH,
-                           file:///PATH, dns://[SERVER[:PORT]]/NAME
+                           file:///PATH, dns://[SERVER[:PORT]]/NAME,
+                           grpc://HOST:PORT[/SERVICE]
   --shell PROGRAM          program and leading arguments that run --cmd (default \"/bin/sh -c\");
                            none: split --cmd into words (shell-like quoting) and run it directly
   --url PATH               path serving the --cmd at the same position

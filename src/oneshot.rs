@@ -41,6 +41,7 @@ Targets, as --cmd takes them (the same checks, with the same reasons):
   http://HOST[:PORT]/PATH   GET answers 200-399 (the kubelet's httpGet)
   file:///PATH              the path exists
   dns://[SERVER[:PORT]]/NAME  an A or AAAA query for NAME gets an answer
+  grpc://HOST:PORT[/SERVICE]  grpc.health.v1.Health/Check answers SERVING (h2c)
 
   --timeout D   the deadline for all of them (default 1s, the kubelet's)
   -h, --help    this help
@@ -135,7 +136,7 @@ fn parse(args: &[OsString]) -> Result<Ask, String> {
             Ok(Some(check)) => targets.push((arg.to_string(), check)),
             Ok(None) => {
                 return Err(format!(
-                    "{arg:?} is not a check URL (tcp://, http://, file://, dns://): \
+                    "{arg:?} is not a check URL (tcp://, http://, file://, dns://, grpc://): \
                      check runs no commands"
                 ));
             }

@@ -59,7 +59,7 @@ const STREAM: u32 = 1;
 
 /// The response to the request: its header fields, its trailers (none for
 /// a trailers-only response, whose fields are all in `headers`), its body.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Response {
     pub headers: Vec<Field>,
     pub trailers: Option<Vec<Field>>,
@@ -551,5 +551,312 @@ pub fn exchange<S: Source + Write>(
         client.goaway(code);
         let _ = stream.write_all(&client.out);
         return result;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (id, value) in pairs {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&value.to_be_bytes());
+        }
+        frame(SETTINGS, 0, 0, &payload)
+    }
+
+    /// The frames in `bytes`, as (kind, flags, stream, payload).
+    fn frames(mut bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let mut found = Vec::new();
+        while !bytes.is_empty() {
+            let length = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+            let stream = u32::from_be_bytes(bytes[5..9].try_into().unwrap());
+            found.push((bytes[3], bytes[4], stream, bytes[9..9 + length].to_vec()));
+            bytes = &bytes[9 + length..];
+        }
+        found
+    }
+
+    fn client(body: &[u8]) -> Client {
+        let mut client = Client::new(b"\x83", body.to_vec(), 100);
+        client.out.clear();
+        client
+    }
+
+    fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            hpack::literal(&mut block, 0, name, value);
+        }
+        block
+    }
+
+    #[test]
+    fn opens_with_preface_settings_and_headers_and_sends_data_after_settings() {
+        let mut c = Client::new(b"\x83\x86", b"hello".to_vec(), 100);
+        assert!(c.out.starts_with(PREFACE));
+        let opening = frames(&c.out[PREFACE.len()..]);
+        assert_eq!(opening.len(), 2, "{opening:?}");
+        assert_eq!((opening[0].0, opening[0].2), (SETTINGS, 0));
+        assert_eq!(opening[0].3, [0, 2, 0, 0, 0, 0, 0, 6, 0, 0, 0x40, 0]);
+        assert_eq!(opening[1], (HEADERS, END_HEADERS, 1, b"\x83\x86".to_vec()));
+        c.out.clear();
+        // No DATA until the server's SETTINGS: then an ACK and the body.
+        assert_eq!(c.receive(&settings(&[])), Ok(None));
+        assert_eq!(
+            frames(&c.out),
+            [
+                (SETTINGS, ACK, 0, vec![]),
+                (DATA, END_STREAM, 1, b"hello".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_pings_and_sends_within_the_window() {
+        let mut c = client(b"hello");
+        c.receive(&settings(&[(4, 0)])).unwrap();
+        assert_eq!(
+            frames(&c.out),
+            [(SETTINGS, ACK, 0, vec![])],
+            "a shut window"
+        );
+        c.out.clear();
+        c.receive(&frame(PING, 0, 0, b"12345678")).unwrap();
+        assert_eq!(frames(&c.out), [(PING, ACK, 0, b"12345678".to_vec())]);
+        c.out.clear();
+        c.receive(&frame(PING, ACK, 0, b"12345678")).unwrap();
+        assert!(c.out.is_empty(), "an ACK is not answered");
+        c.receive(&frame(WINDOW_UPDATE, 0, 1, &2u32.to_be_bytes()))
+            .unwrap();
+        assert_eq!(frames(&c.out), [(DATA, 0, 1, b"he".to_vec())]);
+        c.out.clear();
+        // A new initial window moves the stream's by the difference (RFC
+        // 9113 6.9.2): 0 to 4, so 2 + 4 - 2 sent leaves 4 for the last 3.
+        c.receive(&settings(&[(4, 4)])).unwrap();
+        assert_eq!(
+            frames(&c.out),
+            [
+                (SETTINGS, ACK, 0, vec![]),
+                (DATA, END_STREAM, 1, b"llo".to_vec())
+            ]
+        );
+        // The connection's window holds too.
+        let mut c = client(&[7; 20]);
+        c.connection_window = 5;
+        c.receive(&settings(&[])).unwrap();
+        assert_eq!(frames(&c.out)[1], (DATA, 0, 1, vec![7; 5]));
+    }
+
+    #[test]
+    fn splits_data_at_the_servers_frame_size() {
+        let mut c = client(&[1; 40_000]);
+        c.receive(&settings(&[(5, 16_384), (4, 1 << 20)])).unwrap();
+        c.receive(&frame(WINDOW_UPDATE, 0, 0, &(1u32 << 20).to_be_bytes()))
+            .unwrap();
+        let sizes: Vec<_> = frames(&c.out)[1..]
+            .iter()
+            .map(|f| (f.1, f.3.len()))
+            .collect();
+        assert_eq!(sizes, [(0, 16_384), (0, 16_384), (END_STREAM, 7_232)]);
+    }
+
+    /// SETTINGS, then a padded HEADERS with priority split over a
+    /// CONTINUATION, padded DATA, and trailers.
+    fn a_whole_answer() -> Vec<u8> {
+        let headers = block(&[(":status", "200"), ("content-type", "application/grpc")]);
+        let mut padded = vec![3, 0, 0, 0, 0, 16];
+        padded.extend_from_slice(&headers[..10]);
+        padded.extend_from_slice(&[0; 3]);
+        let mut data = vec![2];
+        data.extend_from_slice(b"body");
+        data.extend_from_slice(&[0; 2]);
+        [
+            settings(&[]),
+            frame(HEADERS, PADDED | PRIORITY_FLAG, 1, &padded),
+            frame(CONTINUATION, END_HEADERS, 1, &headers[10..]),
+            frame(DATA, PADDED, 1, &data),
+            frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                &block(&[("grpc-status", "0")]),
+            ),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn assembles_an_answer_whole_or_a_byte_at_a_time() {
+        let expected = Response {
+            headers: vec![
+                (b":status".to_vec(), b"200".to_vec()),
+                (b"content-type".to_vec(), b"application/grpc".to_vec()),
+            ],
+            trailers: Some(vec![(b"grpc-status".to_vec(), b"0".to_vec())]),
+            body: b"body".to_vec(),
+        };
+        let bytes = a_whole_answer();
+        assert_eq!(client(b"x").receive(&bytes), Ok(Some(expected.clone())));
+        let mut c = client(b"x");
+        let mut got = None;
+        for byte in &bytes {
+            if let Some(response) = c.receive(&[*byte]).unwrap() {
+                got = Some(response);
+            }
+        }
+        assert_eq!(got, Some(expected));
+        // Trailers-only, after an informational answer.
+        let mut c = client(b"x");
+        c.receive(&settings(&[])).unwrap();
+        let got = c.receive(
+            &[
+                frame(HEADERS, END_HEADERS, 1, &block(&[(":status", "103")])),
+                frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM,
+                    1,
+                    &block(&[(":status", "200"), ("grpc-status", "12")]),
+                ),
+            ]
+            .concat(),
+        );
+        let response = got.unwrap().unwrap();
+        assert_eq!(response.headers.len(), 2);
+        assert_eq!(response.trailers, None);
+    }
+
+    #[test]
+    fn refuses_what_breaks_the_rules() {
+        let headers = frame(HEADERS, END_HEADERS, 1, &block(&[(":status", "200")]));
+        for (frames_in, says) in [
+            (
+                vec![frame(PING, 0, 0, &[0; 8])],
+                "first bytes are not a SETTINGS",
+            ),
+            (
+                vec![b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()],
+                "answered in HTTP/1 (HTTP/1.1 400 Bad Request)",
+            ),
+            (
+                vec![frame(DATA, 0, 1, b"x")],
+                "DATA before the response's HEADERS",
+            ),
+            (
+                vec![frame(CONTINUATION, 0, 1, b"")],
+                "CONTINUATION without HEADERS",
+            ),
+            (
+                vec![frame(HEADERS, 0, 1, b""), frame(PING, 0, 0, &[0; 8])],
+                "interrupted by another frame",
+            ),
+            (
+                vec![frame(DATA, 0, 3, b"x")],
+                "stream 3, which we did not open",
+            ),
+            (
+                vec![frame(DATA, 0, 0, b"x")],
+                "a stream's frame on stream 0",
+            ),
+            (vec![frame(PING, 0, 1, &[0; 8])], "on a stream"),
+            (vec![frame(PING, 0, 0, &[0; 7])], "PING of the wrong size"),
+            (
+                vec![frame(SETTINGS, 0, 0, &[0; 5])],
+                "SETTINGS of the wrong size",
+            ),
+            (vec![settings(&[(5, 100)])], "SETTINGS_MAX_FRAME_SIZE 100"),
+            (vec![settings(&[(4, 1 << 31)])], "INITIAL_WINDOW_SIZE over"),
+            (
+                vec![frame(PUSH_PROMISE, END_HEADERS, 1, &[0; 4])],
+                "push disabled",
+            ),
+            (
+                vec![frame(RST_STREAM, 0, 1, &8u32.to_be_bytes())],
+                "reset the stream (RST_STREAM CANCEL)",
+            ),
+            (
+                vec![frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 11, b'h', b'i'])],
+                "before the answer (GOAWAY ENHANCE_YOUR_CALM: \"hi\")",
+            ),
+            (
+                vec![frame(WINDOW_UPDATE, 0, 1, &0u32.to_be_bytes())],
+                "WINDOW_UPDATE of 0",
+            ),
+            (
+                vec![frame(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes())],
+                "window over 2^31-1",
+            ),
+            (
+                vec![(16_385u32.to_be_bytes()[1..]).to_vec(), vec![0; 6]],
+                "a frame of 16385 bytes",
+            ),
+            (
+                vec![frame(HEADERS, PADDED | END_HEADERS, 1, &[9, 0])],
+                "padding longer than the frame",
+            ),
+            (
+                vec![frame(HEADERS, END_HEADERS, 1, &[0x80])],
+                "compression error: index 0",
+            ),
+            (
+                vec![headers.clone(), frame(HEADERS, END_HEADERS, 1, &[])],
+                "trailers without END_STREAM",
+            ),
+            (
+                vec![headers.clone(), frame(DATA, 0, 1, &[0; 101])],
+                "a response body over 100 bytes",
+            ),
+        ] {
+            let mut c = client(b"x");
+            let mut bytes = frames_in.concat();
+            if !says.contains("SETTINGS") && !says.contains("HTTP/1") {
+                bytes = [settings(&[]), bytes].concat();
+            }
+            let got = c.receive(&bytes);
+            assert!(
+                matches!(&got, Err(why) if why.contains(says)),
+                "{says}: {got:?}"
+            );
+        }
+        // Header blocks are bounded as they arrive.
+        let mut c = client(b"x");
+        c.receive(&settings(&[])).unwrap();
+        c.receive(&frame(HEADERS, 0, 1, &[0; 16_000])).unwrap();
+        let got = c.receive(&frame(CONTINUATION, 0, 1, &[0; 1_000]));
+        assert_eq!(got, Err("a header block over 16 KiB".into()));
+    }
+
+    #[test]
+    fn a_close_says_how_far_the_answer_got() {
+        let mut c = client(b"x");
+        assert!(c.closed().contains("before the server's HTTP/2 preface"));
+        c.receive(&settings(&[])).unwrap();
+        assert_eq!(c.closed(), "connection closed before the answer");
+        c.receive(&frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]))
+            .unwrap();
+        assert_eq!(
+            c.closed(),
+            "the server sent GOAWAY (NO_ERROR), then closed the connection before the answer"
+        );
+        c.receive(&frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &block(&[(":status", "200")]),
+        ))
+        .unwrap();
+        assert!(c.closed().ends_with("in the middle of the answer"));
+        c.goaway(0);
+        assert_eq!(frames(&c.out).last().unwrap(), &(GOAWAY, 0, 0, vec![0; 8]));
     }
 }

@@ -470,7 +470,28 @@ mod tests {
                 name: "a.b".into()
             })
         );
+        assert_eq!(
+            parse("grpc://127.0.0.1:9090/my.pkg/Svc").unwrap(),
+            Some(Check::Grpc {
+                host: "127.0.0.1".into(),
+                port: 9090,
+                service: "my.pkg/Svc".into()
+            })
+        );
+        assert_eq!(
+            parse("grpc://[::1]:9090").unwrap(),
+            Some(Check::Grpc {
+                host: "::1".into(),
+                port: 9090,
+                service: String::new()
+            })
+        );
         for bad in [
+            "grpc://h",
+            "grpc://h:x/s",
+            "grpc://h:1/s?q",
+            "grpc://h:1/s#f",
+            "grpcs://h:1",
             "tcp://host",
             "tcp://:80",
             "tcp://h:x",

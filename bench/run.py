@@ -102,13 +102,14 @@ def bench_idle_rss(binary):
         proc.wait()
 
 
-def cpu_per_run(proc, runs_file, seconds):
-    """(runs, CPU seconds) of `proc`'s own threads over `seconds`."""
+def cpu_per_run(proc, runs, seconds):
+    """(runs, CPU seconds) of `proc`'s own threads over `seconds`; `runs()`
+    counts the runs so far."""
     try:
         time.sleep(1)
-        runs0, cpu0 = count_lines(runs_file), cpu_seconds(proc.pid)
+        runs0, cpu0 = runs(), cpu_seconds(proc.pid)
         time.sleep(seconds)
-        runs1, cpu1 = count_lines(runs_file), cpu_seconds(proc.pid)
+        runs1, cpu1 = runs(), cpu_seconds(proc.pid)
     finally:
         proc.kill()
         proc.wait()
@@ -138,11 +139,11 @@ def bench_cpu_per_run(binary, seconds):
         with tempfile.TemporaryDirectory() as tmp:
             runs_file = os.path.join(tmp, "runs")
             proc, _ = start(binary, ["--quiet", "--period=10ms", f"--cmd=echo >> {runs_file}"])
-            runs, cpu = cpu_per_run(proc, runs_file, seconds / 2)
+            runs, cpu = cpu_per_run(proc, lambda: count_lines(runs_file), seconds / 2)
             figure("server CPU per probe run (period 10ms)", f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
             if floor:
                 proc = subprocess.Popen([floor, "10", f"echo >> {runs_file}.floor"])
-                runs, cpu = cpu_per_run(proc, runs_file + ".floor", seconds / 2)
+                runs, cpu = cpu_per_run(proc, lambda: count_lines(runs_file + ".floor"), seconds / 2)
                 figure("  floor (bench/floor.c, C posix_spawn + poll + waitpid)",
                        f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
 
@@ -155,15 +156,7 @@ def probe_runs(port):
 def builtin_cpu_per_run(binary, target, seconds):
     """(runs, CPU seconds) of a server whose one probe is `target`, at 10ms."""
     proc, port = start(binary, ["--quiet", "--period=10ms", f"--cmd={target}"])
-    try:
-        time.sleep(1)
-        runs0, cpu0 = probe_runs(port), cpu_seconds(proc.pid)
-        time.sleep(seconds)
-        runs1, cpu1 = probe_runs(port), cpu_seconds(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
-    return runs1 - runs0, cpu1 - cpu0
+    return cpu_per_run(proc, lambda: probe_runs(port), seconds)
 
 
 def bench_builtin_check_cpu(binary, seconds):

@@ -339,6 +339,32 @@ fn scripted_peers_that_answer_serving_pass() {
         assert!(saw.contains("client-goaway 0\n"), "{scenario}: {saw}");
         assert!(saw.contains("settings-acked"), "{scenario}: {saw}");
         assert!(saw.contains("request-message 5\n"), "{scenario}: {saw}");
+        if scenario == "serving" {
+            // The request, as a gRPC client makes it (HPACK-decoded by the
+            // peer), for the service named in the URL.
+            for header in [
+                ":method: POST",
+                ":scheme: http",
+                ":path: /grpc.health.v1.Health/Check",
+                "content-type: application/grpc",
+                "te: trailers",
+                "user-agent: exechealthz/",
+                "grpc-timeout: ",
+            ] {
+                assert!(
+                    saw.contains(&format!("request-header {header}")),
+                    "{header}: {saw}"
+                );
+            }
+            assert!(saw.contains("request-service svc\n"), "{saw}");
+            let millis: u32 = saw
+                .split("request-header grpc-timeout: ")
+                .nth(1)
+                .and_then(|rest| rest.split('m').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!((1..=3000).contains(&millis), "grpc-timeout {millis}m");
+        }
         if scenario == "ping-first" {
             assert!(saw.contains("ping-acked 70696e67706f6e67"), "{saw}");
         }

@@ -282,9 +282,7 @@ impl Client {
                 if !self.answered {
                     return Err(protocol("DATA before the response's HEADERS"));
                 }
-                if self.response.trailers.is_some()
-                    || self.response.body.len() + data.len() > self.max_body
-                {
+                if self.response.body.len() + data.len() > self.max_body {
                     return Err(format!("a response body over {} bytes", self.max_body));
                 }
                 self.response.body.extend_from_slice(data);

@@ -16,7 +16,7 @@ import sys
 import time
 
 try:
-    from hpack import Encoder
+    from hpack import Decoder, Encoder
 except ImportError:
     sys.exit(3)
 
@@ -49,6 +49,7 @@ class Peer:
         self.data_frames = []
         self.ended = False  # the client's END_STREAM
         self.encoder = Encoder()
+        self.decoder = Decoder()
 
     def send(self, *frames):
         self.conn.sendall(b"".join(frames))
@@ -91,6 +92,9 @@ class Peer:
             self.facts.append("settings-acked")
         elif kind == RST_STREAM:
             self.facts.append("client-reset")
+        elif kind == HEADERS:
+            for name, value in self.decoder.decode(payload):
+                self.facts.append("request-header %s: %s" % (name, value))
 
     def preface(self, *server_settings):
         """Reads the client's preface; sends our SETTINGS."""
@@ -131,6 +135,8 @@ class Peer:
                 break
         self.facts.append("data-frames %s" % ",".join(map(str, self.data_frames)))
         self.facts.append("request-message %d" % max(0, len(self.data) - 5))
+        if len(self.data) > 7 and len(self.data) < 100:
+            self.facts.append("request-service %s" % self.data[7:].decode())
         print("\n".join(self.facts), flush=True)
 
 

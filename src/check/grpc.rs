@@ -9,6 +9,7 @@
 //! one message.
 
 use std::io::Read;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::h2::{self, Client, Response};
@@ -36,29 +37,33 @@ pub(super) fn run(
         PREFIX + MAX_MESSAGE,
     );
     let response = h2::exchange(&mut stream, client, deadline);
-    // Our GOAWAY is sent; wait for the server to close its side, reading
-    // what it still sends, so our close is a clean one: closing with
-    // unread bytes would reset the connection, and servers log resets.
-    // At most 100 ms (and never past the deadline), however much it sends.
     if !matches!(response, Err(Failure::TimedOut)) {
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        let until = deadline.min(Instant::now() + Duration::from_millis(100));
-        let mut sink = [0u8; 512];
-        while let Some(wait) =
-            Some(until.saturating_duration_since(Instant::now())).filter(|wait| !wait.is_zero())
-        {
-            if stream.set_read_timeout(Some(wait)).is_err()
-                || !matches!(stream.read(&mut sink), Ok(n) if n > 0)
-            {
-                break;
-            }
-        }
+        close_cleanly(&mut stream, deadline);
     }
     let response = response.map_err(|f| match f {
         Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
         other => other.during("health rpc"),
     })?;
     decide(&response)
+}
+
+/// After our GOAWAY: waits for the server to close its side, reading what
+/// it still sends, so that our close is a clean one (closing with unread
+/// bytes resets the connection, and servers log resets). At most 100 ms,
+/// and never past the deadline, however much the server sends.
+fn close_cleanly(stream: &mut TcpStream, deadline: Instant) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let until = deadline.min(Instant::now() + Duration::from_millis(100));
+    let mut sink = [0u8; 512];
+    loop {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
+    }
 }
 
 /// The request's header block: a gRPC call's pseudo-headers and headers,

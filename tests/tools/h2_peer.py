@@ -142,10 +142,12 @@ class Peer:
 
 def scenario(peer, name):
     if name == "serving":
-        # Huffman everywhere (hpack's default), and the trailers name an
-        # entry the headers added to the dynamic table.
+        # Huffman everywhere (hpack's default), a dynamic table size update
+        # first, and the trailers name an entry the headers added to the
+        # dynamic table.
         peer.preface()
         peer.until_request()
+        peer.encoder.header_table_size = 2048
         peer.answer()
     elif name == "chatty":
         # Answers, then talks on (PINGs) for 4 s, whatever the client does.

@@ -149,6 +149,28 @@ code=$($PODMAN inspect --format '{{.State.ExitCode}}' "$name")
 echo "podman: /healthz 200 with no arguments; SIGTERM to exit 0 in $elapsed_ms ms (podman stop included)"
 summary+=("podman run (read-only, 65534, cap-drop ALL): /healthz 200, SIGTERM exit 0 in $elapsed_ms ms")
 
+say "the image's grpc:// check, in the image as it is, against a gRPC server on the host"
+# grpcio's health service (tests/tools/grpc_server.py; .ci/run installs
+# grpcio): SERVING passes, NOT_SERVING fails with its reason.
+coproc GRPC { python3 tests/tools/grpc_server.py 2>/dev/null; }
+read -r -u "${GRPC[0]}" _ grpc_port || fail "the gRPC server did not start (pip install grpcio grpcio-health-checking)"
+grpc_check() {
+  $PODMAN run --rm --network host --read-only --user 65534:65534 --cap-drop ALL \
+    --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+    "$image" check "grpc://127.0.0.1:$grpc_port/"
+}
+out=$(grpc_check) || fail "exechealthz check grpc:// in the image: $out"
+echo "set - NOT_SERVING" >&"${GRPC[1]}"
+read -r -u "${GRPC[0]}" _
+if out=$(grpc_check); then fail "a NOT_SERVING gRPC server passed: $out"; fi
+case $out in
+  *'service unhealthy (responded with "NOT_SERVING")'*) ;;
+  *) fail "NOT_SERVING gave: $out" ;;
+esac
+echo "quit" >&"${GRPC[1]}"
+wait "$GRPC_PID" || true
+summary+=("image: exechealthz check grpc:// passes against grpcio SERVING, fails on NOT_SERVING with its reason")
+
 say "a pod from deploy/ on podman (kube play), and its exec probe through exechealthz check"
 scripts/pod-check.sh "$image" | tee /tmp/pod-check.log
 while IFS= read -r line; do summary+=("${line#pod-check: }"); done < <(grep '^pod-check: ' /tmp/pod-check.log | grep -v 'kube play (')

@@ -403,9 +403,7 @@ impl Client {
         }
         Ok(())
     }
-}
 
-impl Client {
     /// A piece of a header block; at END_HEADERS, the block is decoded.
     fn block_part(&mut self, flags: u8, part: &[u8]) -> Result<(), String> {
         let block = self.block.as_mut().expect("a block is open");

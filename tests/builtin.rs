@@ -501,6 +501,131 @@ fn dns_check_without_a_server_uses_resolv_conf() {
     );
 }
 
+/// The kubelet's redirect rule at its edge: its checker refuses the
+/// request that would follow a 10th redirect (`len(via) >= 10`), so a
+/// chain of 9 redirects passes (10 requests) and one of 10 fails, in the
+/// server and in `check`, after exactly 10 requests.
+#[test]
+fn http_check_makes_at_most_ten_requests_as_the_kubelet() {
+    const HOPS: [&str; 11] = [
+        "/r0", "/r1", "/r2", "/r3", "/r4", "/r5", "/r6", "/r7", "/r8", "/r9", "/r10",
+    ];
+    let mut routes = vec![("/r0", answer("HTTP/1.1 200 OK\nContent-Length: 2\n", b"ok"))];
+    for hop in 1..HOPS.len() {
+        let head = format!(
+            "HTTP/1.1 302 Found\nLocation: {}\nContent-Length: 0\n",
+            HOPS[hop - 1]
+        );
+        routes.push((HOPS[hop], answer(&head, b"")));
+    }
+    let (port, seen) = scripted_peer(routes);
+    let nine = format!("http://127.0.0.1:{port}/r9");
+    let ten = format!("http://127.0.0.1:{port}/r10");
+    let (code, lines, stderr) = check(&[&nine]);
+    assert_eq!((code, lines), (0, vec![format!("ok {nine}")]), "{stderr}");
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    seen.lock().unwrap().clear();
+    let (code, lines, _) = check(&[&ten]);
+    assert_eq!(code, 1);
+    assert!(
+        lines[0].ends_with(&format!(
+            "stopped after 10 redirects (last to http://127.0.0.1:{port}/r0)"
+        )),
+        "{lines:?}"
+    );
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 10, "{heads:?}");
+    assert!(
+        !heads.iter().any(|h| h.starts_with("GET /r0 ")),
+        "{heads:?}"
+    );
+    let server = Server::start(&[&format!("--cmd={ten}"), "--period=1h"]);
+    let text = server
+        .wait_for("/healthz", |r| r.text().contains("Result of last exec"))
+        .text();
+    assert!(text.contains("stopped after 10 redirects"), "{text}");
+}
+
+/// A resolver that takes queries and never answers, named by a private
+/// mount namespace's own /etc/resolv.conf (5 s a try, 3 tries: glibc's
+/// lookup would hang for 15 s): the lookup is bounded by `--timeout` as
+/// every other phase is, runs go on at their period, and a lookup still
+/// stuck holds one thread, not one per run.
+#[test]
+fn a_hanging_name_lookup_is_bounded_by_the_timeout() {
+    let ok = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let Ok(silent) = UdpSocket::bind("127.0.0.78:53") else {
+        eprintln!("SKIPPED: cannot bind 127.0.0.78:53 (needs root)");
+        return;
+    };
+    if !ok {
+        eprintln!("SKIPPED: cannot create a mount namespace (needs root)");
+        return;
+    }
+    let dir = TempDir::new("resolv-hangs");
+    let conf = dir.file("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.78\noptions timeout:5 attempts:3\n",
+    )
+    .unwrap();
+    let in_namespace = |args: &str| {
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "/bin/sh", "-c"]).arg(format!(
+            "mount --bind {conf} /etc/resolv.conf && exec {BIN} {args}"
+        ));
+        command
+    };
+    let server = Server::start_command(in_namespace(
+        "--cmd=http://svc.test:18080/ --period=200ms --timeout=1s --port=0",
+    ));
+    let text = server
+        .wait_for("/healthz", |r| r.text().contains("Result of last exec"))
+        .text();
+    assert!(
+        text.contains("http check of http://svc.test:18080/: name resolution timed out after 1s"),
+        "{text}"
+    );
+    let lookups = || {
+        std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim() == "lookup")
+            .count()
+    };
+    // Runs follow each other at the timeout's pace while the first lookup
+    // is still stuck (it would return at 15 s), on that one thread.
+    eventually("4 runs while the lookup hangs", || {
+        let metrics = server.get("/metrics").text();
+        assert!(lookups() <= 1, "{} lookup threads", lookups());
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("exechealthz_probe_runs_total{probe=\"/healthz\"} "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&runs| runs >= 4)
+    });
+    assert!(silent.local_addr().is_ok());
+    let output = in_namespace("check --timeout 300ms http://svc.test:18080/ grpc://svc.test:1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "failed http://svc.test:18080/: http check of http://svc.test:18080/: \
+             name resolution timed out after 300ms"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("grpc check of grpc://svc.test:1/: name resolution timed out"),
+        "{stdout}"
+    );
+}
+
 // `exechealthz check TARGET...`: the same checks, run once.
 
 /// Runs `exechealthz check ARGS`: exit status, stdout lines, stderr.

@@ -457,6 +457,25 @@ fn scripted_peers_fail_with_their_reasons() {
             "http1",
             "not an HTTP/2 server: it answered in HTTP/1 (HTTP/1.1 400 Bad Request)",
         ),
+        // grpc-go's rules, where a looser reading would pass.
+        (
+            "status-in-headers",
+            "the server closed the stream without sending trailers (no grpc-status)",
+        ),
+        (
+            "two-grpc-statuses",
+            "malformed gRPC answer: grpc-status twice in one header block",
+        ),
+        ("two-http-statuses", "malformed response: :status twice"),
+        (
+            "two-content-types",
+            "malformed gRPC answer: content-type twice in one header block",
+        ),
+        (
+            "two-messages",
+            "more than one message in a unary answer (7 bytes after a message of 2)",
+        ),
+        ("no-message", "the answer has no message"),
     ] {
         let Some((status, out, saw)) = against(scenario, "svc") else {
             return;
@@ -483,5 +502,38 @@ fn bad_grpc_urls_are_start_up_errors_naming_the_flag() {
         assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
         assert!(stderr.contains("--cmd number 1"), "{url}: {stderr}");
         assert!(stderr.contains(says), "{url}: {stderr}");
+    }
+}
+
+/// A peer's grpc-message that decodes to ESC, BEL and NUL reaches no
+/// output raw: `check`'s stdout, the 503 body and /status show escapes;
+/// printable UTF-8 stays as it is.
+#[test]
+fn a_peers_control_characters_are_escaped_everywhere_they_are_shown() {
+    let escaped = "health rpc failed: UNAVAILABLE: \\x1b[31mred\\x07\\x00end café";
+    let Some((status, out, _)) = against("escape-message", "svc") else {
+        return;
+    };
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains(escaped), "{out:?}");
+    assert!(!out.contains(['\u{1b}', '\u{7}', '\0']), "{out:?}");
+    let Some(peer) = Tool::start("h2_peer.py", &["escape-message"], Stdio::inherit(), &[]) else {
+        return;
+    };
+    let server = Server::start(&[
+        &format!("--cmd=grpc://127.0.0.1:{}/svc", peer.port),
+        "--period=1h",
+    ]);
+    let body = server
+        .wait_for("/healthz", |r| r.text().contains("Result of last exec"))
+        .text();
+    assert!(body.contains(escaped), "{body:?}");
+    for path in ["/healthz", "/status", "/status?format=json"] {
+        let text = server.get(path).text();
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\0']),
+            "{path}: {text:?}"
+        );
+        assert!(text.contains("end café"), "{path}: {text:?}");
     }
 }

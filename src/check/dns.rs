@@ -13,7 +13,7 @@ pub(super) fn run(
     deadline: Instant,
 ) -> Result<String, Failure> {
     let server = match server {
-        Some((host, port)) => *resolve(host, *port)?
+        Some((host, port)) => *resolve(host, *port, deadline)?
             .first()
             .ok_or_else(|| Failure::Error(format!("{host}: no addresses")))?,
         None => SocketAddr::new(resolv_conf_nameserver()?, 53),

@@ -111,51 +111,80 @@ pub(super) fn request_message(service: &str) -> Vec<u8> {
 
 /// The check's result from the whole response: `status: SERVING`, or why
 /// not (with `status: ...` as what was said, when the call answered).
+///
+/// The rules are grpc-go's (the kubelet's client; `operateHeaders` in
+/// `internal/transport/http2_client.go`, `recv` in `rpc_util.go`, unary
+/// `RecvMsg` in `stream.go`): the headers must say `:status` 200 and a gRPC
+/// content-type; grpc-status is read from the trailers, or from the headers
+/// only when they end the stream (trailers-only), never from headers that
+/// DATA follows; a stream that DATA ends has no status ("server closed the
+/// stream without sending trailers"); a unary call's answer is exactly one
+/// message. Stricter than grpc-go, which lets the last of repeated fields
+/// win: grpc-status, grpc-message or content-type twice in one block is a
+/// malformed answer, never a pass.
 pub(super) fn decide(response: &Response) -> Result<String, Failure> {
-    let header = |fields: &[Field], name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name.as_bytes())
-            .map_or(String::new(), |(_, v)| {
-                String::from_utf8_lossy(v).into_owned()
-            })
+    let malformed = |why: String| Failure::Error(format!("malformed gRPC answer: {why}"));
+    let header = |fields: &[Field], name: &str| -> Result<String, Failure> {
+        let mut found = fields.iter().filter(|(n, _)| n == name.as_bytes());
+        let value = found.next().map_or(String::new(), |(_, v)| {
+            String::from_utf8_lossy(v).into_owned()
+        });
+        match found.next() {
+            Some(_) => Err(malformed(format!("{name} twice in one header block"))),
+            None => Ok(value),
+        }
     };
-    let status = header(&response.headers, ":status");
-    let content_type = header(&response.headers, "content-type");
-    // A trailers-only answer has grpc-status among its headers.
-    let trailers = response.trailers.as_deref().unwrap_or(&response.headers);
-    let code = header(trailers, "grpc-status");
-    let message = percent_decode(&header(trailers, "grpc-message"));
+    let status = header(&response.headers, ":status")?;
+    let content_type = header(&response.headers, "content-type")?;
+    for name in ["grpc-status", "grpc-message"] {
+        header(&response.headers, name)?;
+    }
     let grpc = content_type
         .strip_prefix("application/grpc")
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']));
-    let why = if status != "200" {
-        format!("HTTP status {status} (want 200 and a gRPC answer)")
-    } else if !grpc {
-        format!("content-type {content_type:?} is not gRPC (want application/grpc)")
-    } else {
-        match code.parse::<u32>() {
-            Ok(0) => {
-                let status = health_status(&response.body).map_err(Failure::Error)?;
-                let said = format!("status: {status}");
-                if status == "SERVING" {
-                    return Ok(said);
-                }
-                let why = format!("service unhealthy (responded with {status:?})");
-                return Err(Failure::Answered { said, why });
-            }
-            Ok(12) => format!(
-                "this server does not implement the gRPC health protocol \
-                 (grpc.health.v1.Health): {message}"
-            ),
-            Ok(code) => format!(
-                "health rpc failed: {}{}{message}",
-                code_name(code),
-                if message.is_empty() { "" } else { ": " }
-            ),
-            Err(_) if code.is_empty() => "the answer ended without a grpc-status".into(),
-            Err(_) => format!("malformed grpc-status {code:?}"),
+    if status != "200" {
+        return Err(Failure::Error(format!(
+            "HTTP status {status} (want 200 and a gRPC answer)"
+        )));
+    }
+    if !grpc {
+        return Err(Failure::Error(format!(
+            "content-type {content_type:?} is not gRPC (want application/grpc)"
+        )));
+    }
+    let trailers = match (&response.trailers, response.ended_by_headers) {
+        (Some(trailers), _) => trailers.as_slice(),
+        // A trailers-only answer has grpc-status among its headers.
+        (None, true) => response.headers.as_slice(),
+        (None, false) => {
+            return Err(Failure::Error(
+                "the server closed the stream without sending trailers (no grpc-status)".into(),
+            ));
         }
+    };
+    let code = header(trailers, "grpc-status")?;
+    let message = percent_decode(&header(trailers, "grpc-message")?);
+    let why = match code.parse::<u32>() {
+        Ok(0) => {
+            let status = health_status(&response.body).map_err(Failure::Error)?;
+            let said = format!("status: {status}");
+            if status == "SERVING" {
+                return Ok(said);
+            }
+            let why = format!("service unhealthy (responded with {status:?})");
+            return Err(Failure::Answered { said, why });
+        }
+        Ok(12) => format!(
+            "this server does not implement the gRPC health protocol \
+             (grpc.health.v1.Health): {message}"
+        ),
+        Ok(code) => format!(
+            "health rpc failed: {}{}{message}",
+            code_name(code),
+            if message.is_empty() { "" } else { ": " }
+        ),
+        Err(_) if code.is_empty() => "the answer ended without a grpc-status".into(),
+        Err(_) => format!("malformed grpc-status {code:?}"),
     };
     Err(Failure::Error(why))
 }
@@ -170,7 +199,14 @@ fn health_status(body: &[u8]) -> Result<String, String> {
     }
     let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
     let message = &body[PREFIX..];
-    if message.len() != length {
+    if message.len() > length {
+        // grpc-go: "client streaming protocol violation: get <nil>, want <EOF>".
+        return Err(format!(
+            "more than one message in a unary answer ({} bytes after a message of {length})",
+            message.len() - length
+        ));
+    }
+    if message.len() < length {
         return Err(format!(
             "the answer is {} bytes after its prefix, which says {length}",
             message.len()

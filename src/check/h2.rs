@@ -58,12 +58,16 @@ const PRIORITY_FLAG: u8 = 0x20;
 const STREAM: u32 = 1;
 
 /// The response to the request: its header fields, its trailers (none for
-/// a trailers-only response, whose fields are all in `headers`), its body.
+/// a trailers-only response, whose fields are all in `headers`, and none
+/// when DATA ended the stream), its body. Pseudo-header fields are checked
+/// here (RFC 9113 8.3: `:status` once, first, in the headers only).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Response {
     pub headers: Vec<Field>,
     pub trailers: Option<Vec<Field>>,
     pub body: Vec<u8>,
+    /// The headers' block ended the stream: a trailers-only response.
+    pub ended_by_headers: bool,
 }
 
 /// A header block being read: HEADERS, then CONTINUATION until one has
@@ -423,6 +427,7 @@ impl Client {
             .decoder
             .decode(&bytes, MAX_HEADER_BLOCK)
             .map_err(|why| format!("HTTP/2 compression error: {why}"))?;
+        check_pseudo_fields(&fields, self.answered)?;
         if self.answered {
             if !end_stream {
                 return Err("HTTP/2 protocol error: trailers without END_STREAM".into());
@@ -438,10 +443,45 @@ impl Client {
             }
             self.answered = true;
             self.response.headers = fields;
+            self.response.ended_by_headers = end_stream;
         }
         self.done = end_stream;
         Ok(())
     }
+}
+
+/// A response's pseudo-header fields as RFC 9113 8.3 wants them (and Go's
+/// framer checks them, for grpc-go): in a response's headers `:status`
+/// exactly once, before every other field, and no other pseudo-header; in
+/// trailers none at all. A block that breaks this is malformed.
+fn check_pseudo_fields(fields: &[Field], trailers: bool) -> Result<(), String> {
+    let malformed = |why: String| Err(format!("HTTP/2 protocol error: malformed response: {why}"));
+    let mut statuses = 0;
+    let mut regular = false;
+    for (name, _) in fields {
+        if name.first() != Some(&b':') {
+            regular = true;
+            continue;
+        }
+        let shown = String::from_utf8_lossy(name);
+        if trailers {
+            return malformed(format!("pseudo-header {shown} in trailers"));
+        }
+        if name != b":status" {
+            return malformed(format!("pseudo-header {shown} in a response"));
+        }
+        if regular {
+            return malformed(format!("{shown} after a regular field"));
+        }
+        statuses += 1;
+        if statuses > 1 {
+            return malformed(":status twice".into());
+        }
+    }
+    if !trailers && statuses == 0 {
+        return malformed("no :status".into());
+    }
+    Ok(())
 }
 
 /// Why a frame breaks HTTP/2's rules.
@@ -701,6 +741,7 @@ mod tests {
             ],
             trailers: Some(vec![(b"grpc-status".to_vec(), b"0".to_vec())]),
             body: b"body".to_vec(),
+            ended_by_headers: false,
         };
         let bytes = a_whole_answer();
         assert_eq!(client(b"x").receive(&bytes), Ok(Some(expected.clone())));
@@ -730,6 +771,7 @@ mod tests {
         let response = got.unwrap().unwrap();
         assert_eq!(response.headers.len(), 2);
         assert_eq!(response.trailers, None);
+        assert!(response.ended_by_headers);
     }
 
     #[test]
@@ -811,6 +853,58 @@ mod tests {
             (
                 vec![headers.clone(), frame(DATA, 0, 1, &[0; 101])],
                 "a response body over 100 bytes",
+            ),
+            (
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS,
+                    1,
+                    &block(&[(":status", "200"), (":status", "200")]),
+                )],
+                "malformed response: :status twice",
+            ),
+            (
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM,
+                    1,
+                    &block(&[(":status", "103"), (":status", "200")]),
+                )],
+                "malformed response: :status twice",
+            ),
+            (
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS,
+                    1,
+                    &block(&[("content-type", "x"), (":status", "200")]),
+                )],
+                "malformed response: :status after a regular field",
+            ),
+            (
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS,
+                    1,
+                    &block(&[(":status", "200"), (":path", "/")]),
+                )],
+                "malformed response: pseudo-header :path in a response",
+            ),
+            (
+                vec![frame(HEADERS, END_HEADERS, 1, &block(&[("a", "b")]))],
+                "malformed response: no :status",
+            ),
+            (
+                vec![
+                    headers.clone(),
+                    frame(
+                        HEADERS,
+                        END_HEADERS | END_STREAM,
+                        1,
+                        &block(&[("grpc-status", "0"), (":status", "200")]),
+                    ),
+                ],
+                "malformed response: pseudo-header :status in trailers",
             ),
         ] {
             let mut c = client(b"x");

@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use super::{Failure, Source, USER_AGENT, connect, host_port, io_failure, left};
 
-/// Redirects followed at most, as Go's HTTP client (the kubelet's) does.
-const MAX_REDIRECTS: usize = 10;
+/// Requests made at most, redirects included: the kubelet's redirect
+/// checker stops "after 10 redirects" when `len(via) >= 10`, that is when
+/// the 10th response is a redirect to follow, so a chain gets 10 requests.
+const MAX_REQUESTS: usize = 10;
 /// Body bytes read at most, then dropped: the kubelet's limit.
 const MAX_BODY: usize = 10 * 1024;
 /// A response head larger than this is a failure.
@@ -25,7 +27,7 @@ pub(super) fn get(host: &str, port: u16, path: &str, deadline: Instant) -> Resul
         port,
         path: path.to_string(),
     };
-    for _ in 0..=MAX_REDIRECTS {
+    for _ in 0..MAX_REQUESTS {
         let response = fetch(&at, deadline)?;
         let redirects = response.redirects();
         let Some(location) = response.location.filter(|_| redirects) else {
@@ -53,7 +55,7 @@ pub(super) fn get(host: &str, port: u16, path: &str, deadline: Instant) -> Resul
         at = next;
     }
     Err(Failure::Error(format!(
-        "stopped after {MAX_REDIRECTS} redirects (last to {})",
+        "stopped after {MAX_REQUESTS} redirects (last to {})",
         at.url()
     )))
 }

@@ -19,8 +19,10 @@
 //! them knows of probes, results or HTTP serving.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::outcome::Outcome;
@@ -235,7 +237,7 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
         } => grpc::run(host, *port, service, deadline),
     };
     match result {
-        Ok(said) => (Outcome::Exited(0), said.into_bytes()),
+        Ok(said) => (Outcome::Exited(0), shown(said).into_bytes()),
         Err(Failure::TimedOut) => (
             Outcome::CheckTimedOut {
                 check: check.name(),
@@ -250,8 +252,22 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
             },
             Vec::new(),
         ),
-        Err(Failure::Error(why)) => (Outcome::CheckFailed(why), Vec::new()),
-        Err(Failure::Answered { said, why }) => (Outcome::CheckFailed(why), said.into_bytes()),
+        Err(Failure::Error(why)) => (Outcome::CheckFailed(shown(why)), Vec::new()),
+        Err(Failure::Answered { said, why }) => {
+            (Outcome::CheckFailed(shown(why)), shown(said).into_bytes())
+        }
+    }
+}
+
+/// A check's words as they may be shown anywhere (`check`'s output, the
+/// 503 body, /status, the logs): they carry a peer's text (a grpc-message,
+/// a status line, a header's value), whose control characters are written
+/// as escapes here, once, so that no peer can drive a reader's terminal or
+/// forge a line. Printable UTF-8 stays as it is.
+fn shown(text: String) -> String {
+    match crate::log::escape_controls(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
 }
 
@@ -317,17 +333,86 @@ fn left(deadline: Instant) -> Result<Duration, Failure> {
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
-    match (host, port).to_socket_addrs() {
-        Ok(addrs) => Ok(addrs.collect()),
-        Err(e) => Err(Failure::Error(format!("resolve {host}: {e}"))),
+/// A lookup's thread runs getaddrinfo and little else.
+const LOOKUP_STACK: usize = 128 * 1024;
+
+/// Name lookups under way, by name: a lookup still stuck in the resolver
+/// when its run gave up is waited on again by the next run for that name,
+/// never started twice, so a resolver that stops answering holds at most
+/// one thread per name (and so per probe).
+static LOOKUPS: Mutex<Vec<(String, Arc<Lookup>)>> = Mutex::new(Vec::new());
+
+/// One getaddrinfo call, and its result once it has returned.
+#[derive(Default)]
+struct Lookup {
+    result: Mutex<Option<Result<Vec<IpAddr>, String>>>,
+    done: Condvar,
+}
+
+/// The addresses of `host` (with `port`), looked up within `deadline`:
+/// getaddrinfo cannot be given a timeout, so it runs on a thread of its
+/// own, and a lookup that has not returned by the deadline fails the run
+/// as `name resolution timed out`. An IP address is taken as it is.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    let lookup = {
+        let mut lookups = LOOKUPS.lock().unwrap_or_else(|e| e.into_inner());
+        match lookups.iter().find(|(name, _)| name == host) {
+            Some((_, lookup)) => Arc::clone(lookup),
+            None => {
+                let lookup = Arc::new(Lookup::default());
+                let (name, shared) = (host.to_string(), Arc::clone(&lookup));
+                let started = thread::Builder::new()
+                    .name("lookup".into())
+                    .stack_size(LOOKUP_STACK)
+                    .spawn(move || look_up(name, shared));
+                if let Err(e) = started {
+                    return Err(Failure::Error(format!("resolve {host}: {e}")));
+                }
+                lookups.push((host.to_string(), Arc::clone(&lookup)));
+                lookup
+            }
+        }
+    };
+    let mut result = lookup.result.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(result) = result.as_ref() {
+            return match result {
+                Ok(ips) => Ok(ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()),
+                Err(why) => Err(Failure::Error(format!("resolve {host}: {why}"))),
+            };
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(Failure::TimedOutIn("name resolution"));
+        }
+        result = lookup
+            .done
+            .wait_timeout(result, wait)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// The lookup thread: getaddrinfo, then the result for whoever waits, and
+/// the name off the list, so that the next run asks the resolver again.
+fn look_up(name: String, lookup: Arc<Lookup>) {
+    let result = (name.as_str(), 0)
+        .to_socket_addrs()
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .map_err(|e| e.to_string());
+    let mut lookups = LOOKUPS.lock().unwrap_or_else(|e| e.into_inner());
+    lookups.retain(|(_, l)| !Arc::ptr_eq(l, &lookup));
+    *lookup.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    lookup.done.notify_all();
 }
 
 /// Connects to the first address of `host` that answers.
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), Failure> {
     let mut last = Failure::Error(format!("{host}: no addresses"));
-    for addr in resolve(host, port)? {
+    for addr in resolve(host, port, deadline)? {
         match TcpStream::connect_timeout(&addr, left(deadline)?) {
             Ok(stream) => return Ok((stream, addr)),
             Err(e) => last = io_failure(&format!("connect {addr}"), e),

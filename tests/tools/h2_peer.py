@@ -282,6 +282,50 @@ def scenario(peer, name):
         peer.preface()
         peer.until_request()
         peer.send(frame(HEADERS, 5, 1, peer.block([(":status", "200"), ("content-type", "text/html")])))
+    elif name == "status-in-headers":
+        # grpc-status in headers that DATA follows, and no trailers: grpc-go
+        # fails it ("server closed the stream without sending trailers").
+        peer.preface()
+        peer.until_request()
+        headers = peer.block([(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")])
+        peer.send(frame(HEADERS, 4, 1, headers), frame(DATA, 1, 1, health(1)))
+    elif name == "two-grpc-statuses":
+        # Trailers with grpc-status 0 and then 14 (grpc-go takes the last).
+        peer.preface()
+        peer.until_request()
+        peer.answer(trailers_extra=[("grpc-status", "14")])
+    elif name == "two-http-statuses":
+        peer.preface()
+        peer.until_request()
+        headers = peer.block([(":status", "200"), (":status", "503"), ("content-type", "application/grpc")])
+        peer.send(frame(HEADERS, 4, 1, headers), frame(DATA, 0, 1, health(1)))
+        peer.send(frame(HEADERS, 5, 1, peer.block([("grpc-status", "0")])))
+    elif name == "two-content-types":
+        peer.preface()
+        peer.until_request()
+        headers = peer.block([(":status", "200"), ("content-type", "application/grpc"), ("content-type", "text/html")])
+        peer.send(frame(HEADERS, 4, 1, headers), frame(DATA, 0, 1, health(1)))
+        peer.send(frame(HEADERS, 5, 1, peer.block([("grpc-status", "0")])))
+    elif name == "two-messages":
+        peer.preface()
+        peer.until_request()
+        headers = peer.block([(":status", "200"), ("content-type", "application/grpc")])
+        peer.send(frame(HEADERS, 4, 1, headers), frame(DATA, 0, 1, health(1)), frame(DATA, 0, 1, health(1)))
+        peer.send(frame(HEADERS, 5, 1, peer.block([("grpc-status", "0")])))
+    elif name == "no-message":
+        peer.preface()
+        peer.until_request()
+        headers = peer.block([(":status", "200"), ("content-type", "application/grpc")])
+        peer.send(frame(HEADERS, 4, 1, headers), frame(HEADERS, 5, 1, peer.block([("grpc-status", "0")])))
+    elif name == "escape-message":
+        # A grpc-message that decodes to ESC [ 3 1 m, BEL and NUL.
+        peer.preface()
+        peer.until_request()
+        block = peer.block(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "14"),
+             ("grpc-message", "%1B[31mred%07%00end caf%C3%A9")]
+        )
+        peer.send(frame(HEADERS, 5, 1, block))
     elif name == "garbage":
         peer.conn.sendall(b"\x00\x00\x05\x01\x00\x00\x00\x00\x01hello, this is no preface")
     elif name == "http1":

@@ -21,6 +21,14 @@ use std::thread;
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
+/// Closed standard descriptors are filled before Rust's runtime looks at
+/// them, so that no root without /dev/null aborts us before `main` (see
+/// `process::fill_closed_standard_descriptors`). `.init_array` functions
+/// run before `main` in every libc, static musl included.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static FILL_STANDARD_DESCRIPTORS: extern "C" fn() = process::fill_closed_standard_descriptors;
+
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     // `exechealthz check TARGET...`: checks run once, nothing else started.

@@ -673,6 +673,38 @@ pub fn reset_signal_state() -> io::Result<()> {
     Ok(())
 }
 
+/// Run before Rust's runtime starts (from `.init_array`, see `main.rs`):
+/// a standard descriptor that is closed is opened on /dev/null, or, in a
+/// root with no /dev (a bare scratch image whose runtime gave none), on
+/// `/` read-only. Rust's runtime would otherwise abort before `main` (it
+/// reopens closed standard descriptors on /dev/null, and aborts when it
+/// cannot). `/` opened read-only is something that exists and takes no
+/// writes: a write to it fails with EBADF, which Rust's standard streams
+/// take as a closed descriptor's (the bytes are dropped), so a descriptor
+/// closed at start stays closed in effect, and no socket or pipe opened
+/// later can take its number and receive our log lines.
+pub extern "C" fn fill_closed_standard_descriptors() {
+    for fd in 0..3 {
+        // SAFETY: plain syscalls on descriptor numbers, before any other
+        // code runs; nothing owns a closed descriptor, and each one opened
+        // here is left open for the process's life, as a standard one.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) != -1 {
+                continue;
+            }
+            let mut opened = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if opened == -1 {
+                opened = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            }
+            if opened != -1 && opened != fd {
+                // Only when a lower closed one could not be filled.
+                libc::dup2(opened, fd);
+                libc::close(opened);
+            }
+        }
+    }
+}
+
 /// Makes our stdin an empty pipe (its write end closed), which every
 /// command then inherits: a command that reads stdin sees end of file at
 /// once, never our own stdin (a terminal, or a pipe nobody writes to).

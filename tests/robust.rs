@@ -472,3 +472,41 @@ fn the_readmes_daemon_recipe_leaves_a_daemon() {
     }
     gone(&token);
 }
+
+/// A root without /dev/null (a bare scratch image whose runtime gave no
+/// /dev: a tmpfs over /dev here) and standard descriptors closed: Rust's
+/// runtime alone would abort before main (SIGABRT, 134). `check` answers
+/// with its exit status, and the server serves, with its closed stdout
+/// (and stdin) held on `/`, so no socket or pipe takes their numbers.
+#[test]
+fn closed_standard_descriptors_without_dev_null_do_not_abort() {
+    if !can_unshare(&["--mount"]) {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let without_dev = |tail: &str| {
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "/bin/sh", "-c"]).arg(format!(
+            "mount -t tmpfs none /dev && test ! -e /dev/null && exec {BIN} {tail}"
+        ));
+        command
+    };
+    for (target, code) in [
+        (format!("tcp://127.0.0.1:{open}"), 0),
+        ("tcp://127.0.0.1:1".to_string(), 1),
+    ] {
+        for closing in ["<&- >&- 2>&-", ">&-", "2>&-"] {
+            let status = without_dev(&format!("check {target} {closing}"))
+                .status()
+                .unwrap();
+            assert_eq!(status.code(), Some(code), "check {target} {closing}");
+        }
+    }
+    let server = Server::start_command(without_dev(&format!(
+        "--cmd=tcp://127.0.0.1:{open} --period=20ms --port=0 <&- >&-"
+    )));
+    server.wait_status("/healthz", 200);
+    let stdout = std::fs::read_link(format!("/proc/{}/fd/1", server.pid())).unwrap();
+    assert_eq!(stdout, std::path::Path::new("/"));
+}

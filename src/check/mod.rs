@@ -471,7 +471,21 @@ pub mod fuzzing {
                 Ok(None) => continue,
                 Ok(Some(response)) => {
                     assert!(response.body.len() <= 4101);
-                    result = Some(grpc::decide(&response).map_err(|f| match f {
+                    let decided = grpc::decide(&response);
+                    if decided.is_ok() {
+                        // A pass has its status from trailers (or a
+                        // trailers-only answer), and said it once.
+                        let block = match &response.trailers {
+                            Some(trailers) => trailers,
+                            None => {
+                                assert!(response.ended_by_headers, "a pass without trailers");
+                                &response.headers
+                            }
+                        };
+                        let statuses = block.iter().filter(|(n, _)| n == b"grpc-status");
+                        assert_eq!(statuses.count(), 1, "a pass with grpc-status repeated");
+                    }
+                    result = Some(decided.map_err(|f| match f {
                         Failure::Error(why) | Failure::Answered { why, .. } => why,
                         Failure::TimedOut | Failure::TimedOutIn(_) => unreachable!(),
                     }));

@@ -474,6 +474,67 @@ def fresh_gets(port, count=200, timeout=5.0):
     return sorted(times), bad
 
 
+def reconnect_storm(port, clients, stop, trickle):
+    """`clients` connections that come back as soon as they are dropped,
+    sending nothing (or, with `trickle`, one byte of a head a second)."""
+    def client():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            except OSError:
+                continue
+            with s:
+                s.settimeout(1)
+                while not stop.is_set():
+                    try:
+                        if trickle:
+                            s.sendall(b"G")
+                        if not s.recv(1):
+                            break
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def bench_reconnect_storm(binary, clients=200, probes=100):
+    """`prlimit --nofile=64`, `clients` reconnecting at once (idle, then a
+    byte a second): fresh GET /healthz answered 200 within 1 s, of 100."""
+    for trickle in (False, True):
+        proc = subprocess.Popen(
+            ["prlimit", "--nofile=64:64", binary, "--port=0", "--period=10ms"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port = None
+        deadline = time.time() + 10
+        while port is None and time.time() < deadline:
+            m = re.search(r"listening on .*:(\d+)$", proc.stderr.readline().strip())
+            if m:
+                port = int(m.group(1))
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        stop = threading.Event()
+        try:
+            time.sleep(0.3)
+            threads = reconnect_storm(port, clients, stop, trickle)
+            time.sleep(1)
+            times, bad = fresh_gets(port, count=probes, timeout=1)
+            within = sum(1 for t in times if t <= 1000) - bad
+            stop.set()
+            for t in threads:
+                t.join()
+        finally:
+            proc.kill()
+            proc.wait()
+        label = "a byte a second" if trickle else "idle"
+        figure(f"--nofile 64, {clients} clients reconnecting ({label}): fresh GET 200 within 1 s",
+               f"{max(0, within)} of {probes}")
+        figure(f"--nofile 64, {clients} clients reconnecting ({label}): fresh GET p50 / max",
+               f"{percentile(times, 0.5):.1f} / {times[-1]:.0f}", "ms")
+
+
 def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
 
@@ -657,6 +718,7 @@ def main():
     bench_idle_connections(args.binary)
     bench_fresh_get_under_hogs(args.binary)
     bench_low_descriptor_limit(args.binary)
+    bench_reconnect_storm(args.binary)
     bench_slow_readers(args.binary)
     bench_period_accuracy(args.binary, int(args.seconds))
     bench_check_cli(args.binary)

@@ -296,8 +296,8 @@ fn past_the_connection_cap_idle_clients_make_room_and_busy_ones_refuse() {
     drop(idle);
 
     // Clients in the middle of a request are not idle: once the cap is
-    // full of them, a newcomer is closed at once (not left in the
-    // backlog), and that is logged.
+    // full of them, a newcomer without a whole head is closed at once (not
+    // left in the backlog, no 408), and that is logged.
     let mut busy: Vec<TcpStream> = Vec::new();
     let begin = |stream: &mut TcpStream| stream.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
     eventually("a connection refused at the cap", || {
@@ -307,6 +307,7 @@ fn past_the_connection_cap_idle_clients_make_room_and_busy_ones_refuse() {
             busy.push(stream);
         }
         let mut extra = connect(&server);
+        begin(&mut extra);
         extra
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
@@ -325,7 +326,6 @@ fn past_the_connection_cap_idle_clients_make_room_and_busy_ones_refuse() {
             stream.set_nonblocking(false).unwrap();
             open
         });
-        begin(&mut extra);
         busy.push(extra);
         None
     });
@@ -377,4 +377,59 @@ fn tcp_state(port: u16, remote_port: u16) -> Option<u8> {
         (fields[1] == local && fields[2] == remote)
             .then(|| u8::from_str_radix(fields[3], 16).unwrap())
     })
+}
+
+/// 200 clients that reconnect as soon as they are dropped, sending
+/// nothing, or one byte of a head a second, with 64 descriptors: every
+/// slot is taken again at once, yet a prober's fresh GET (connect, send,
+/// read) is answered, because a connection taken with no room is given
+/// one look: its complete head is answered, and closed.
+#[test]
+fn a_reconnect_storm_does_not_shut_the_prober_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    raise_open_files_limit();
+    for trickle in [false, true] {
+        let (server, _cap) = Server::start_with_nofile(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let address = server.address;
+        let storm: Vec<_> = (0..200)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let mut byte = [0u8; 1];
+                        while !stop.load(Ordering::Relaxed) {
+                            let Ok(mut stream) = TcpStream::connect(address) else {
+                                continue;
+                            };
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                            // Held until the server drops it; then again.
+                            while !stop.load(Ordering::Relaxed) {
+                                if trickle && stream.write_all(b"G").is_err() {
+                                    break;
+                                }
+                                match stream.read(&mut byte) {
+                                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                                    _ => break,
+                                }
+                            }
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let answered = (0..50)
+            .filter(|_| fresh_get_status(address, Duration::from_secs(5)) == Some(200))
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        for client in storm {
+            client.join().unwrap();
+        }
+        assert_eq!(
+            answered, 50,
+            "trickling {trickle}: {answered} of 50 answered"
+        );
+    }
 }

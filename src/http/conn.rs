@@ -224,6 +224,9 @@ pub struct Conn<S> {
     close_after: bool,
     /// Exit the process once the answer being written is out.
     quit_after: bool,
+    /// Taken past the connection cap for one look (`one_look`): its one
+    /// request is answered with `Connection: close`.
+    last_look: bool,
 }
 
 enum Flushed {
@@ -250,6 +253,34 @@ impl<S: Stream> Conn<S> {
             eof: false,
             close_after: false,
             quit_after: false,
+            last_look: false,
+        }
+    }
+
+    /// One look at a connection that has no room (past the cap, or taken
+    /// with the descriptor held in reserve): one read; a complete request
+    /// head there (a prober's request is in the socket the moment it is
+    /// accepted) is answered with `Connection: close`, as far as one write
+    /// takes it; anything else is closed at once, with no 408 and no wait.
+    /// So clients that connect and send nothing, however many and however
+    /// fast they come back, cannot shut a prober out. `Close` (or `Quit`
+    /// for a `/quit` answered) once it is done.
+    pub fn one_look(&mut self, ctx: &mut Ctx) -> Next {
+        self.last_look = true;
+        self.unread = true;
+        let Ok(n) = self.read(ctx.scratch) else {
+            return Next::Close;
+        };
+        self.input.extend_from_slice(&ctx.scratch[..n]);
+        if !self.advance(ctx) {
+            return Next::Close;
+        }
+        // Best effort: a small answer fits a new socket's send buffer.
+        let _ = self.flush();
+        if self.quit_after {
+            Next::Quit
+        } else {
+            Next::Close
         }
     }
 
@@ -465,7 +496,8 @@ impl<S: Stream> Conn<S> {
                 }
             };
             match head::parse(&self.input[..head_len]) {
-                Ok(head) => {
+                Ok(mut head) => {
+                    head.keep_alive &= !self.last_look;
                     self.phase = Phase::Body {
                         head_len,
                         length: head.content_length,
@@ -1044,5 +1076,47 @@ mod tests {
         assert_eq!(h.written(), "A:/big;0123456789");
         assert!(h.conn.out.is_none());
         assert_eq!(h.conn.wants(), Want::Read);
+    }
+
+    /// A connection taken with no room gets one read: a whole head is
+    /// answered as closing (whatever the client asked) and the connection
+    /// ends; a partial head, nothing yet, or a reset end it at once, with
+    /// no 408 and nothing else read.
+    #[test]
+    fn one_look_answers_a_whole_head_and_closes_everything_else() {
+        let look = |reads: Vec<Step>| {
+            let mut h = Harness::new(reads);
+            let mut kept_alive = None;
+            let mut respond = |ask: Ask| {
+                if let Ask::Request(head) = &ask {
+                    kept_alive = Some(head.keep_alive);
+                }
+                respond(ask)
+            };
+            let mut ctx = Ctx {
+                now: h.start,
+                timeouts: TIMEOUTS,
+                scratch: &mut h.scratch,
+                respond: &mut respond,
+            };
+            let next = h.conn.one_look(&mut ctx);
+            let written = String::from_utf8_lossy(&h.conn.stream.written).into_owned();
+            (next, written, kept_alive, h.conn.stream.read_calls)
+        };
+        let whole = Step::Bytes(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        assert_eq!(
+            look(vec![whole]),
+            (Next::Close, "A:/a;".into(), Some(false), 1)
+        );
+        let partial = Step::Bytes(b"GET /a HTTP/1.1\r\n".to_vec());
+        let rest = Step::Bytes(b"\r\n".to_vec());
+        assert_eq!(look(vec![partial, rest]), (Next::Close, "".into(), None, 1));
+        assert_eq!(look(vec![]), (Next::Close, "".into(), None, 1));
+        assert_eq!(look(vec![Step::Reset]), (Next::Close, "".into(), None, 1));
+        let bad = Step::Bytes(b"GET /a HTTP/9.9\r\n\r\n".to_vec());
+        let (next, written, _, _) = look(vec![bad]);
+        assert_eq!((next, written.starts_with("R:")), (Next::Close, true));
+        let quit = Step::Bytes(b"GET /quit HTTP/1.0\r\n\r\n".to_vec());
+        assert_eq!(look(vec![quit]).0, Next::Quit);
     }
 }

@@ -500,17 +500,17 @@ impl Front {
                     self.pause_accepting(now);
                     return;
                 }
-                // Still full: refused at once, not left in the backlog.
+                // Still full: one look, then closed, not left in the backlog.
                 match accept(&self.listener) {
-                    Ok(refused) => {
-                        drop(refused);
+                    Ok((stream, peer)) => {
+                        let answered = self.one_look(stream, peer, now);
                         let why = format!(
                             "{} client connections are open, each in the middle of a \
                              request; that many leave the probes the descriptors their \
                              runs need",
                             self.cap
                         );
-                        accept_failed(&why, true, now);
+                        accept_failed(&why, !answered, now);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -530,10 +530,11 @@ impl Front {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) => {
-                    let refused = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                        && self.refuse_one();
+                    let short = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let had_spare = short && self.spare.is_some();
+                    let refused = had_spare && self.refuse_one(now);
                     accept_failed(&e, refused, now);
-                    if refused {
+                    if had_spare {
                         continue;
                     }
                     // No spare, or not a shortage of descriptors (ENOBUFS,
@@ -572,17 +573,46 @@ impl Front {
         }
     }
 
-    /// Out of descriptors: frees the spare, accepts one connection and
-    /// closes it at once, takes the spare back. False if that failed.
-    fn refuse_one(&mut self) -> bool {
+    /// Out of descriptors: frees the spare, accepts one connection, gives
+    /// it one look (`one_look`) and closes it, takes the spare back. True
+    /// if a connection was closed unanswered.
+    fn refuse_one(&mut self, now: Instant) -> bool {
         let Some(spare) = self.spare.take() else {
             return false;
         };
         drop(spare);
-        let refused = accept(&self.listener);
+        let taken = accept(&self.listener);
+        let refused = match taken {
+            Ok((stream, peer)) => !self.one_look(stream, peer, now),
+            Err(_) => false,
+        };
         self.spare = self.reserve();
-        // Closed at once: the client sees the connection end.
-        refused.is_ok()
+        refused
+    }
+
+    /// A connection taken with no room for it: its one request answered if
+    /// it is all there, then closed (see `Conn::one_look`). True if it was
+    /// answered.
+    fn one_look(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) -> bool {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let mut conn = Conn::new(stream, peer, now, self.timeouts);
+        let own = &mut self.own;
+        let (shared, cache) = (&*own.shared, &mut own.cache);
+        let mut answered = false;
+        let mut respond = |ask: super::conn::Ask| {
+            answered = matches!(ask, super::conn::Ask::Request(_));
+            routes::answer(shared, cache, ask, peer)
+        };
+        let mut ctx = Ctx {
+            now,
+            timeouts: self.timeouts,
+            scratch: &mut own.scratch,
+            respond: &mut respond,
+        };
+        if conn.one_look(&mut ctx) == Next::Quit {
+            own.shared.children.kill_all_and_exit(0);
+        }
+        answered
     }
 
     /// A descriptor to hold in reserve (a copy of the epoll descriptor).

@@ -29,6 +29,13 @@ pub fn bind(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
 /// address (std's `TcpListener::bind` would use 128).
 const BACKLOG: libc::c_int = 1024;
 
+/// A connection is handed to us once its first bytes have come (or, for
+/// a client that sends nothing, after about this long: the kernel then
+/// retransmits its SYN-ACK and takes the client's next ACK), so that a
+/// request is in the socket the moment it is accepted, and clients that
+/// connect and say nothing take no slot while they are silent.
+const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
+
 fn bind_any(address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
     match address {
         Some(address) => bind_to(SocketAddr::new(address, port), None),
@@ -106,6 +113,17 @@ fn bind_to(address: SocketAddr, v6only: Option<bool>) -> io::Result<TcpListener>
         }
     };
     check(rc)?;
+    let defer: libc::c_int = DEFER_ACCEPT_SECONDS;
+    // SAFETY: plain syscall on our socket, with an int option of its size.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&defer as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
     // SAFETY: plain syscall on a bound socket.
     check(unsafe { libc::listen(fd, BACKLOG) })?;
     Ok(TcpListener::from(owned))

@@ -626,6 +626,32 @@ fn a_hanging_name_lookup_is_bounded_by_the_timeout() {
     );
 }
 
+/// A header's value is a peer's text: a C1 control in it (obs-text, which
+/// HTTP allows there; httparse drops a reason phrase that has any) is
+/// escaped in `check`'s line and in the 503 body.
+#[test]
+fn a_peers_header_text_is_shown_escaped() {
+    let (port, _) = scripted_peer(vec![(
+        "/",
+        answer(
+            "HTTP/1.1 302 Found\nLocation: https://127.0.0.1/\u{9b}31m\u{85}caf\u{e9}\nContent-Length: 0\n",
+            b"",
+        ),
+    )]);
+    let target = format!("http://127.0.0.1:{port}/");
+    let escaped = "redirected to https://127.0.0.1/\\u{9b}31m\\u{85}caf\u{e9}";
+    let (code, lines, _) = check(&[&target]);
+    assert_eq!(code, 1);
+    assert!(lines[0].contains(escaped), "{lines:?}");
+    assert!(!lines[0].contains(['\u{85}', '\u{9b}']), "{lines:?}");
+    let server = Server::start(&[&format!("--cmd={target}"), "--period=1h"]);
+    let body = server
+        .wait_for("/healthz", |r| r.text().contains("Result of last exec"))
+        .text();
+    assert!(body.contains(escaped), "{body:?}");
+    assert!(!body.contains(['\u{85}', '\u{9b}']), "{body:?}");
+}
+
 // `exechealthz check TARGET...`: the same checks, run once.
 
 /// Runs `exechealthz check ARGS`: exit status, stdout lines, stderr.

@@ -324,22 +324,26 @@ pub fn flags(data: &[u8]) {
 
 /// A `--cmd` that may be a check URL: parsed or refused, never a panic;
 /// what is accepted is safe to use as it is: no control character goes
-/// into a request line or a query, and a DNS name makes a valid question.
+/// into a request line, a query or a header (its fragment's options
+/// included), and a DNS name makes a valid question.
 pub fn check_url(data: &[u8]) {
-    use crate::check::Check;
+    use crate::check::Kind;
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let clean = |part: &str| !part.is_empty() && !part.chars().any(char::is_control);
-    match crate::check::parse(text) {
-        Ok(Some(Check::Tcp { host, .. })) => assert!(clean(&host), "{text:?}"),
-        Ok(Some(Check::Http { host, path, .. })) => {
+    let Ok(Some(check)) = crate::check::parse(text) else {
+        return;
+    };
+    match check.kind {
+        Kind::Tcp { host, .. } => assert!(clean(&host), "{text:?}"),
+        Kind::Http { host, path, .. } | Kind::H2c { host, path, .. } => {
             assert!(
-                clean(&host) && clean(&path) && path.starts_with('/'),
+                clean(&host) && clean(&path) && path.starts_with('/') && !path.contains('#'),
                 "{text:?}"
             );
         }
-        Ok(Some(Check::Dns { server, name })) => {
+        Kind::Dns { server, name } => {
             assert!(server.is_none_or(|(host, _)| clean(&host)), "{text:?}");
             assert!(
                 name.split('.')
@@ -347,12 +351,26 @@ pub fn check_url(data: &[u8]) {
                 "{text:?}: {name:?}"
             );
         }
-        Ok(Some(Check::File { path })) => assert!(path.is_absolute(), "{text:?}"),
-        Ok(Some(Check::Grpc { host, service, .. })) => {
-            assert!(clean(&host), "{text:?}");
-            assert!(!service.contains(['?', '#']) && !service.chars().any(char::is_control));
-        }
-        Ok(None) | Err(_) => {}
+        Kind::File { path } => assert!(path.is_absolute(), "{text:?}"),
+        // The service goes into the request's message, not a header.
+        Kind::Grpc { host, .. } => assert!(clean(&host), "{text:?}"),
+    }
+    let options = &check.options;
+    for (name, value) in &options.headers {
+        assert!(
+            clean(name) && !value.contains(['\r', '\n', '\0']),
+            "{text:?}"
+        );
+    }
+    for (key, value) in &options.metadata {
+        assert!(clean(key), "{text:?}");
+        assert!(key.ends_with("-bin") || value.iter().all(|b| (0x20..0x7f).contains(b)));
+    }
+    if let Some(list) = &options.status {
+        assert!(
+            list.iter()
+                .all(|&(low, high)| 100 <= low && low <= high && high <= 599)
+        );
     }
 }
 

@@ -493,8 +493,19 @@ fn bad_grpc_urls_are_start_up_errors_naming_the_flag() {
         ("grpc://localhost:x", "bad port x"),
         ("grpc://localhost:99999", "bad port 99999"),
         ("grpc://localhost:80/a b", "no spaces"),
-        ("grpc://localhost:80/svc?x=1", "no query or fragment"),
-        ("grpc://localhost:80/svc#frag", "no query or fragment"),
+        ("grpc://localhost:80/svc?x=1", "with no query"),
+        (
+            "grpc://localhost:80/svc#frag",
+            "option \"frag\": write key=value",
+        ),
+        (
+            "grpc://localhost:80/svc#header=A:b",
+            "option \"header\" does not apply to grpc://",
+        ),
+        (
+            "grpc://localhost:80/a%zz",
+            "bad percent-escape in the service name",
+        ),
         ("grpcs://localhost:443", "TLS is not built in"),
     ] {
         let output = run_to_end(&[&format!("--cmd={url}")]);

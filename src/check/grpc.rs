@@ -8,62 +8,52 @@
 //! not accept a compressed answer (we offer no compression) or more than
 //! one message.
 
-use std::io::Read;
-use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::h2::{self, Client, Response};
 use super::hpack::{self, Field};
-use super::{Failure, USER_AGENT, connect, left};
+use super::options::Options;
+use super::{Failure, USER_AGENT, left, open};
 
 /// The health answer is a few bytes; a larger message fails the call.
 const MAX_MESSAGE: usize = 4 * 1024;
 /// The gRPC message prefix: compressed flag and length (gRPC over HTTP/2).
 const PREFIX: usize = 5;
 
-/// Calls Health/Check for `service` on `host:port` within `deadline`.
+/// Calls Health/Check for `service` on `host:port` (or the `socket`
+/// option's Unix socket) within `deadline`, with the `metadata` option's
+/// fields.
 pub(super) fn run(
     host: &str,
     port: u16,
     service: &str,
+    options: &Options,
     deadline: Instant,
 ) -> Result<String, Failure> {
-    let (mut stream, addr) = connect(host, port, deadline).map_err(|f| f.during("connect"))?;
-    let _ = stream.set_nodelay(true);
+    let (mut stream, addr) =
+        open(host, port, options.socket.as_deref(), deadline).map_err(|f| f.during("connect"))?;
     let left = left(deadline).map_err(|f| f.during("health rpc"))?;
-    let client = Client::new(
-        &request_headers(host, port, left),
-        request_message(service),
-        PREFIX + MAX_MESSAGE,
-    );
+    let mut headers = request_headers(host, port, left);
+    for (key, value) in &options.metadata {
+        // gRPC metadata: a -bin key's value is sent in base64 (gRPC over
+        // HTTP/2: unpadded is what grpc-go sends).
+        let value = if key.ends_with("-bin") {
+            base64(value)
+        } else {
+            String::from_utf8_lossy(value).into_owned()
+        };
+        hpack::literal(&mut headers, 0, key, &value);
+    }
+    let client = Client::new(&headers, request_message(service), PREFIX + MAX_MESSAGE);
     let response = h2::exchange(&mut stream, client, deadline);
     if !matches!(response, Err(Failure::TimedOut)) {
-        close_cleanly(&mut stream, deadline);
+        stream.close_cleanly(deadline);
     }
     let response = response.map_err(|f| match f {
         Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
         other => other.during("health rpc"),
     })?;
     decide(&response)
-}
-
-/// After our GOAWAY: waits for the server to close its side, reading what
-/// it still sends, so that our close is a clean one (closing with unread
-/// bytes resets the connection, and servers log resets). At most 100 ms,
-/// and never past the deadline, however much the server sends.
-fn close_cleanly(stream: &mut TcpStream, deadline: Instant) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let until = deadline.min(Instant::now() + Duration::from_millis(100));
-    let mut sink = [0u8; 512];
-    loop {
-        let wait = until.saturating_duration_since(Instant::now());
-        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
-            return;
-        }
-        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-            return;
-        }
-    }
 }
 
 /// The request's header block: a gRPC call's pseudo-headers and headers,
@@ -303,4 +293,38 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 without padding (RFC 4648 4; gRPC's -bin values).
+fn base64(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(DIGITS[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_as_rfc_4648_without_padding() {
+        for (bytes, text) in [
+            (&b""[..], ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xff, 0xfe, 0x00], "//4A"),
+        ] {
+            assert_eq!(base64(bytes), text);
+        }
+    }
 }

@@ -106,6 +106,9 @@ pub struct Client {
     pub done: bool,
     /// The body's bound.
     max_body: usize,
+    /// Past the bound, the body is cut there and the response taken as it
+    /// is (h2c://, as the kubelet reads 10 KiB), rather than failing.
+    pub truncate_body: bool,
     /// A GOAWAY that let our stream go on: its error code, for the reason
     /// if the connection then closes early.
     goaway: Option<u32>,
@@ -132,6 +135,7 @@ impl Client {
             answered: false,
             done: false,
             max_body,
+            truncate_body: false,
             goaway: None,
         };
         // SETTINGS: no push (2), and the header list we take (6).
@@ -143,14 +147,19 @@ impl Client {
         client.frame(SETTINGS, 0, 0, &settings);
         // The request's header block is small; split it at the smallest
         // frame size all the same.
+        // No body (a GET): the request ends with its HEADERS frame.
+        client.body_sent = client.body.is_empty();
         let mut chunks = headers.chunks(MAX_FRAME).peekable();
         let mut kind = HEADERS;
         while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
+            let mut flags = if chunks.peek().is_none() {
                 END_HEADERS
             } else {
                 0
             };
+            if kind == HEADERS && client.body_sent {
+                flags |= END_STREAM;
+            }
             client.frame(kind, flags, STREAM, chunk);
             kind = CONTINUATION;
         }
@@ -286,11 +295,14 @@ impl Client {
                 if !self.answered {
                     return Err(protocol("DATA before the response's HEADERS"));
                 }
-                if self.response.body.len() + data.len() > self.max_body {
+                let room = self.max_body - self.response.body.len();
+                if data.len() > room && !self.truncate_body {
                     return Err(format!("a response body over {} bytes", self.max_body));
                 }
-                self.response.body.extend_from_slice(data);
-                if flags & END_STREAM != 0 {
+                self.response
+                    .body
+                    .extend_from_slice(&data[..data.len().min(room)]);
+                if flags & END_STREAM != 0 || (self.truncate_body && data.len() >= room) {
                     self.done = true;
                 }
             }

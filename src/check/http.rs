@@ -1,43 +1,65 @@
 //! The http:// check: one GET as the kubelet's httpGet probe makes it, over
-//! HTTP/1.1 with `Connection: close`. It must not follow redirects to
-//! another host, nor read more than `MAX_BODY` of a body.
+//! HTTP/1.1 with `Connection: close`, or over HTTP/2 cleartext for h2c://
+//! (`h2c`, which reads its answer into the same `Response`). The redirect
+//! rule, the pass rule and the request's headers live here, for both. It
+//! must not follow redirects to another host, nor read more than
+//! `MAX_BODY` of a body.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Failure, Source, USER_AGENT, connect, host_port, io_failure, left};
+use super::options::Options;
+use super::{Failure, Source, USER_AGENT, host_port, io_failure, left, open};
 
 /// Requests made at most, redirects included: the kubelet's redirect
 /// checker stops "after 10 redirects" when `len(via) >= 10`, that is when
 /// the 10th response is a redirect to follow, so a chain gets 10 requests.
 const MAX_REQUESTS: usize = 10;
 /// Body bytes read at most, then dropped: the kubelet's limit.
-const MAX_BODY: usize = 10 * 1024;
+pub(super) const MAX_BODY: usize = 10 * 1024;
 /// A response head larger than this is a failure.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
+/// How the GET is made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Via {
+    Http1,
+    /// HTTP/2 with prior knowledge (the kubelet's `protocol: HTTP2`).
+    H2c,
+}
+
 /// A GET as the kubelet's httpGet probe does it: 1xx skipped, redirects
-/// to the same host followed (a redirect to another host is not followed
-/// and counts as a success, with a warning), 200 to 399 passes, the body
-/// read to its end up to 10 KiB and dropped.
-pub(super) fn get(host: &str, port: u16, path: &str, deadline: Instant) -> Result<String, Failure> {
+/// to the same host followed (a redirect to another host is not followed,
+/// and its answer is the one judged: a success by default, as the kubelet
+/// counts it, with a warning), 200 to 399 passes (or the `status` option's
+/// list, whose 3xx pass as they are, unfollowed), the body read to its end
+/// up to 10 KiB (and searched for the `body` option's text).
+pub(super) fn get(
+    via: Via,
+    host: &str,
+    port: u16,
+    path: &str,
+    options: &Options,
+    deadline: Instant,
+) -> Result<String, Failure> {
     let mut at = Target {
         host: host.to_string(),
         port,
         path: path.to_string(),
+        keep_host: true,
     };
     for _ in 0..MAX_REQUESTS {
-        let response = fetch(&at, deadline)?;
-        let redirects = response.redirects();
-        let Some(location) = response.location.filter(|_| redirects) else {
-            return match response.status {
-                200..=399 => Ok(response.status_line),
-                code => Err(Failure::Answered {
-                    why: format!("HTTP status {code} (want 200-399)"),
-                    said: response.status_line,
-                }),
-            };
+        let response = match via {
+            Via::Http1 => fetch(&at, options, deadline)?,
+            Via::H2c => super::h2c::fetch(&at, options, deadline)?,
+        };
+        let listed = options.status.is_some() && options.passes(response.status);
+        let Some(location) = response
+            .location
+            .clone()
+            .filter(|_| response.redirects() && !listed)
+        else {
+            return judge(response, options);
         };
         let next = at.follow(&location).map_err(|why| Failure::Answered {
             why,
@@ -45,12 +67,13 @@ pub(super) fn get(host: &str, port: u16, path: &str, deadline: Instant) -> Resul
         })?;
         let Some(next) = next.filter(|next| next.host.eq_ignore_ascii_case(host)) else {
             crate::error!(
-                "warning: http check of {}: redirected to another host ({}); \
-                 not followed, and a success, as the kubelet counts it",
+                "warning: {} check of {}: redirected to another host ({}); \
+                 not followed, and its answer judged, as the kubelet does",
+                if via == Via::H2c { "h2c" } else { "http" },
                 at.url(),
                 location
             );
-            return Ok(response.status_line);
+            return judge(response, options);
         };
         at = next;
     }
@@ -60,15 +83,113 @@ pub(super) fn get(host: &str, port: u16, path: &str, deadline: Instant) -> Resul
     )))
 }
 
+/// The final answer against the pass rule and the `body` option.
+fn judge(response: Response, options: &Options) -> Result<String, Failure> {
+    if !options.passes(response.status) {
+        return Err(Failure::Answered {
+            why: format!(
+                "HTTP status {} (want {})",
+                response.status,
+                options.wanted()
+            ),
+            said: response.status_line,
+        });
+    }
+    if let Some(text) = &options.body {
+        let found = response
+            .body
+            .windows(text.len())
+            .any(|w| w == text.as_bytes());
+        if !found {
+            return Err(Failure::Answered {
+                why: format!(
+                    "the body does not contain {text:?} (in its first {} bytes, of at most {MAX_BODY} read)",
+                    response.body.len()
+                ),
+                said: response.status_line,
+            });
+        }
+    }
+    Ok(response.status_line)
+}
+
+/// The request's header fields as the kubelet makes them from its probe's
+/// `httpHeaders` (`pkg/probe/http/request.go`, and Go's client): `Host`
+/// (its first value) replaces the authority, and is kept across a redirect
+/// only to a relative location; `User-Agent` (its first value) and
+/// `Accept` replace ours, an empty one removing it; every other field is
+/// added, in order. Fields that belong to the connection (`Connection`,
+/// `Content-Length`, `Transfer-Encoding`, ...) are left out: the request
+/// has no body, and its framing is ours. The authority first, then the
+/// fields, names as the user wrote them.
+pub(super) fn request_fields(
+    target: &Target,
+    options: &Options,
+) -> (String, Vec<(String, String)>) {
+    let first = |name: &str| {
+        options
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let authority = match first("Host").filter(|host| target.keep_host && !host.is_empty()) {
+        Some(host) => host.to_string(),
+        None => target.authority(),
+    };
+    let mut fields = Vec::with_capacity(options.headers.len() + 2);
+    match first("User-Agent") {
+        None => fields.push(("User-Agent".into(), USER_AGENT.into())),
+        Some("") => {}
+        Some(agent) => fields.push(("User-Agent".into(), agent.into())),
+    }
+    if first("Accept").is_none() {
+        fields.push(("Accept".into(), "*/*".into()));
+    }
+    const OURS: [&str; 10] = [
+        "host",
+        "user-agent",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "te",
+        "trailer",
+    ];
+    let accept_removed = first("Accept") == Some("");
+    for (name, value) in &options.headers {
+        let lower = name.to_ascii_lowercase();
+        if OURS.contains(&lower.as_str()) || (lower == "accept" && accept_removed) {
+            continue;
+        }
+        fields.push((name.clone(), value.clone()));
+    }
+    (authority, fields)
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq)]
-struct Target {
-    host: String,
-    port: u16,
-    path: String,
+pub(super) struct Target {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) path: String,
+    /// A `Host` option still applies: the first request, or one that a
+    /// relative location led to.
+    keep_host: bool,
 }
 
 impl Target {
+    /// `host:port`, `[v6]:port`: the request's authority.
+    pub(super) fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     fn url(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -106,6 +227,7 @@ impl Target {
                     host,
                     port,
                     path: String::new(),
+                    keep_host: false,
                 }));
             }
             let path = if path.starts_with('/') {
@@ -113,7 +235,12 @@ impl Target {
             } else {
                 format!("/{path}")
             };
-            return Ok(Some(Target { host, port, path }));
+            return Ok(Some(Target {
+                host,
+                port,
+                path,
+                keep_host: false,
+            }));
         }
         let path = if location.starts_with('/') {
             location.to_string()
@@ -130,15 +257,18 @@ impl Target {
             host: self.host.clone(),
             port: self.port,
             path,
+            keep_host: self.keep_host,
         }))
     }
 }
 
-/// The final (non-1xx) response of one request.
+/// The final (non-1xx) response of one request, and the first
+/// `MAX_BODY` bytes of its body.
 pub(super) struct Response {
-    status: u16,
+    pub(super) status: u16,
     pub(super) status_line: String,
-    location: Option<String>,
+    pub(super) location: Option<String>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Response {
@@ -148,21 +278,22 @@ impl Response {
     }
 }
 
-/// One request and its response, body read (up to `MAX_BODY`) and dropped.
-fn fetch(target: &Target, deadline: Instant) -> Result<Response, Failure> {
-    let (mut stream, addr) = connect(&target.host, target.port, deadline)?;
-    let host_header = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n",
-        target.path
-    );
+/// One request and its response, body read (up to `MAX_BODY`).
+fn fetch(target: &Target, options: &Options, deadline: Instant) -> Result<Response, Failure> {
+    let (mut stream, addr) = open(
+        &target.host,
+        target.port,
+        options.socket.as_deref(),
+        deadline,
+    )?;
+    let (authority, fields) = request_fields(target, options);
+    let mut request = format!("GET {} HTTP/1.1\r\nHost: {authority}\r\n", target.path);
+    for (name, value) in &fields {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
     stream
-        .set_write_timeout(Some(left(deadline)?))
+        .set_write_timeout(left(deadline)?)
         .and_then(|_| stream.write_all(request.as_bytes()))
         .map_err(|e| io_failure(&format!("send to {addr}"), e))?;
     read_response(&mut Reader {
@@ -171,6 +302,7 @@ fn fetch(target: &Target, deadline: Instant) -> Result<Response, Failure> {
         deadline,
         buffer: Vec::new(),
         eof: false,
+        body: Vec::new(),
     })
 }
 
@@ -221,10 +353,11 @@ pub(super) fn read_response<S: Source>(reader: &mut Reader<S>) -> Result<Respons
         if (100..200).contains(&status) && status != 101 {
             continue; // informational (103 Early Hints): the answer follows
         }
-        let response = Response {
+        let mut response = Response {
             status,
             status_line,
             location,
+            body: Vec::new(),
         };
         if status == 204 || status == 304 {
             return Ok(response);
@@ -240,7 +373,10 @@ pub(super) fn read_response<S: Source>(reader: &mut Reader<S>) -> Result<Respons
             reader.body_to_close()
         };
         return match body {
-            Ok(()) => Ok(response),
+            Ok(()) => {
+                response.body = std::mem::take(&mut reader.body);
+                Ok(response)
+            }
             Err(Failure::Error(why)) => Err(Failure::Answered {
                 said: response.status_line,
                 why,
@@ -253,10 +389,12 @@ pub(super) fn read_response<S: Source>(reader: &mut Reader<S>) -> Result<Respons
 /// A response being read, with what has arrived and not been used yet.
 pub(super) struct Reader<S> {
     pub(super) stream: S,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: String,
     pub(super) deadline: Instant,
     pub(super) buffer: Vec<u8>,
     pub(super) eof: bool,
+    /// The body read so far, up to `MAX_BODY`.
+    pub(super) body: Vec<u8>,
 }
 
 impl<S: Source> Reader<S> {
@@ -300,12 +438,14 @@ impl<S: Source> Reader<S> {
                 )));
             }
         }
+        self.body = self.buffer[..want].to_vec();
         Ok(())
     }
 
     /// A body that ends when the server closes: read up to `MAX_BODY`.
     fn body_to_close(&mut self) -> Result<(), Failure> {
         while self.buffer.len() < MAX_BODY && self.fill()? > 0 {}
+        self.body = self.buffer[..self.buffer.len().min(MAX_BODY)].to_vec();
         Ok(())
     }
 
@@ -339,6 +479,7 @@ impl<S: Source> Reader<S> {
                 }
             }
             data += take;
+            self.body.extend_from_slice(&self.buffer[..take]);
             if data >= MAX_BODY {
                 return Ok(());
             }

@@ -7,7 +7,12 @@
 //! - `dns://[SERVER[:PORT]]/NAME`: an A or AAAA query for NAME gets an
 //!   answer (no SERVER: the first nameserver of /etc/resolv.conf);
 //! - `grpc://HOST:PORT[/SERVICE]`: `grpc.health.v1.Health/Check` over
-//!   HTTP/2 cleartext answers SERVING (the kubelet's gRPC probe).
+//!   HTTP/2 cleartext answers SERVING (the kubelet's gRPC probe);
+//! - `h2c://HOST[:PORT]/PATH`: the http:// check over HTTP/2 cleartext
+//!   with prior knowledge (the kubelet's `protocol: HTTP2` probe).
+//!
+//! A URL's fragment holds its options (`options`): headers, the statuses
+//! that pass, a body text, gRPC metadata, a Unix socket, its own timing.
 //!
 //! Names resolve at every run, so a changed address is followed. Each check
 //! finishes within the probe's timeout. Parsing happens once at start-up
@@ -18,9 +23,11 @@
 //! resolve-and-connect; each scheme has a file of its own, and nothing in
 //! them knows of probes, results or HTTP serving.
 
-use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,12 +38,23 @@ mod dns;
 mod file;
 mod grpc;
 mod h2;
+mod h2c;
 mod hpack;
 mod http;
+pub mod options;
 mod tcp;
 
+pub use options::{Options, Timing};
+
+/// A built-in check: what it checks, and its options.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Check {
+pub struct Check {
+    pub kind: Kind,
+    pub options: Options,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
     Tcp {
         host: String,
         port: u16,
@@ -58,11 +76,18 @@ pub enum Check {
         port: u16,
         service: String,
     },
+    H2c {
+        host: String,
+        port: u16,
+        path: String,
+    },
 }
 
 /// Schemes of the built-in checks; a `--cmd` that begins with one of these
 /// (or `https://`) is a check, or an error, never a shell command.
-const SCHEMES: [&str; 7] = ["tcp", "http", "https", "file", "dns", "grpc", "grpcs"];
+const SCHEMES: [&str; 8] = [
+    "tcp", "http", "https", "file", "dns", "grpc", "grpcs", "h2c",
+];
 
 /// `Ok(None)` when `cmd` is not a URL (it is a command); an error for a
 /// URL we cannot run.
@@ -91,22 +116,26 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         }
         return Ok(None);
     }
+    // The fragment holds the options; it is never sent.
+    let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let url = cmd.split_once('#').map_or(cmd, |(url, _)| url);
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let check = match scheme.to_ascii_lowercase().as_str() {
+    let scheme = scheme.to_ascii_lowercase();
+    let kind = match scheme.as_str() {
         "tcp" => {
             let (host, port) = host_port(authority, None)?;
-            Check::Tcp { host, port }
+            Kind::Tcp { host, port }
         }
-        "http" => {
+        "http" | "h2c" => {
             let (host, port) = host_port(authority, Some(80))?;
-            let path = if path.is_empty() { "/" } else { path };
-            Check::Http {
-                host,
-                port,
-                path: path.to_string(),
+            let path = if path.is_empty() { "/" } else { path }.to_string();
+            if scheme == "http" {
+                Kind::Http { host, port, path }
+            } else {
+                Kind::H2c { host, port, path }
             }
         }
         "https" => {
@@ -118,7 +147,7 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
             if !authority.is_empty() || path.is_empty() {
                 return Err(format!("{cmd}: write files as file:///PATH"));
             }
-            Check::File {
+            Kind::File {
                 path: PathBuf::from(path),
             }
         }
@@ -135,22 +164,27 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
             } else {
                 Some(host_port(authority, Some(53))?)
             };
-            Check::Dns {
+            Kind::Dns {
                 server,
                 name: name.trim_end_matches('.').to_string(),
             }
         }
         "grpc" => {
-            if path.contains(['?', '#']) {
+            if path.contains('?') {
                 return Err(format!(
-                    "{cmd}: write grpc://HOST:PORT[/SERVICE], with no query or fragment"
+                    "{url}: write grpc://HOST:PORT[/SERVICE], with no query"
                 ));
             }
             let (host, port) = host_port(authority, None)?;
-            Check::Grpc {
+            // A service name is percent-decoded: `a%20b` asks for `a b`.
+            let service = options::percent_decode(path.strip_prefix('/').unwrap_or(""))
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| format!("{url}: a bad percent-escape in the service name"))?;
+            Kind::Grpc {
                 host,
                 port,
-                service: path.strip_prefix('/').unwrap_or("").to_string(),
+                service,
             }
         }
         "grpcs" => {
@@ -161,11 +195,12 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         }
         other => {
             return Err(format!(
-                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, file, dns, grpc)"
+                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, h2c, file, dns, grpc)"
             ));
         }
     };
-    Ok(Some(check))
+    let options = options::parse(&scheme, fragment).map_err(|e| format!("{url}: {e}"))?;
+    Ok(Some(Check { kind, options }))
 }
 
 impl Check {
@@ -178,16 +213,21 @@ impl Check {
                 host.to_string()
             }
         };
-        match self {
-            Check::Tcp { host: h, port } => format!("tcp check of {}:{port}", host(h)),
-            Check::Http {
+        match &self.kind {
+            Kind::Tcp { host: h, port } => format!("tcp check of {}:{port}", host(h)),
+            Kind::Http {
                 host: h,
                 port,
                 path,
             } => format!("http check of http://{}:{port}{path}", host(h)),
-            Check::File { path } => format!("file check of {}", path.display()),
-            Check::Dns { name, .. } => format!("dns check of {name}"),
-            Check::Grpc {
+            Kind::H2c {
+                host: h,
+                port,
+                path,
+            } => format!("h2c check of h2c://{}:{port}{path}", host(h)),
+            Kind::File { path } => format!("file check of {}", path.display()),
+            Kind::Dns { name, .. } => format!("dns check of {name}"),
+            Kind::Grpc {
                 host: h,
                 port,
                 service,
@@ -225,16 +265,22 @@ fn host_port(authority: &str, default: Option<u16>) -> Result<(String, u16), Str
 /// Runs a check within `timeout`: its outcome and what it has to say.
 pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
     let deadline = Instant::now() + timeout;
-    let result = match check {
-        Check::Tcp { host, port } => tcp::run(host, *port, deadline),
-        Check::Http { host, port, path } => http::get(host, *port, path, deadline),
-        Check::File { path } => file::run(path),
-        Check::Dns { server, name } => dns::run(server.as_ref(), name, deadline),
-        Check::Grpc {
+    let options = &check.options;
+    let result = match &check.kind {
+        Kind::Tcp { host, port } => tcp::run(host, *port, deadline),
+        Kind::Http { host, port, path } => {
+            http::get(http::Via::Http1, host, *port, path, options, deadline)
+        }
+        Kind::H2c { host, port, path } => {
+            http::get(http::Via::H2c, host, *port, path, options, deadline)
+        }
+        Kind::File { path } => file::run(path),
+        Kind::Dns { server, name } => dns::run(server.as_ref(), name, deadline),
+        Kind::Grpc {
             host,
             port,
             service,
-        } => grpc::run(host, *port, service, deadline),
+        } => grpc::run(host, *port, service, options, deadline),
     };
     match result {
         Ok(said) => (Outcome::Exited(0), shown(said).into_bytes()),
@@ -409,6 +455,160 @@ fn look_up(name: String, lookup: Arc<Lookup>) {
     lookup.done.notify_all();
 }
 
+/// A check's connection: TCP, or a Unix socket (`socket=PATH`).
+pub(super) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+        }
+    }
+}
+
+impl Stream {
+    /// After our GOAWAY (grpc://, h2c://): waits for the server to close
+    /// its side, reading what it still sends, so that our close is a clean
+    /// one (closing with unread bytes resets the connection, and servers
+    /// log resets). At most 100 ms, and never past the deadline, however
+    /// much the server sends.
+    fn close_cleanly(&mut self, deadline: Instant) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+        let until = deadline.min(Instant::now() + Duration::from_millis(100));
+        let mut sink = [0u8; 512];
+        loop {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait.is_zero() || Source::set_read_timeout(self, wait).is_err() {
+                return;
+            }
+            if !matches!(self.read(&mut sink), Ok(n) if n > 0) {
+                return;
+            }
+        }
+    }
+}
+
+/// The connection a check makes: to `socket` when the URL's options name
+/// one (the host then only names the server, in `Host` or `:authority`),
+/// else to the first address of `host` that answers. Also what to call
+/// the peer in reasons.
+fn open(
+    host: &str,
+    port: u16,
+    socket: Option<&Path>,
+    deadline: Instant,
+) -> Result<(Stream, String), Failure> {
+    match socket {
+        Some(path) => {
+            let stream = connect_unix(path, deadline)?;
+            Ok((Stream::Unix(stream), path.display().to_string()))
+        }
+        None => {
+            let (stream, addr) = connect(host, port, deadline)?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), addr.to_string()))
+        }
+    }
+}
+
+/// A connection to the Unix socket at `path` within `deadline`. std's
+/// connect would block while the server's backlog is full (a stuck server,
+/// what a check is for), so it is made non-blocking and tried again every
+/// few milliseconds until the deadline, then made blocking for the
+/// exchange, whose reads and writes keep the deadline themselves.
+fn connect_unix(path: &Path, deadline: Instant) -> Result<UnixStream, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    let shown = path.display();
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= address.sun_path.len() {
+        return Err(Failure::Error(format!(
+            "{shown}: path too long for a socket"
+        )));
+    }
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, &byte) in address.sun_path.iter_mut().zip(bytes) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: plain syscall; the descriptor is owned right below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd == -1 {
+        return Err(io_failure(
+            &format!("connect {shown}"),
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    loop {
+        // SAFETY: address is a valid sockaddr_un of the given length.
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&address as *const libc::sockaddr_un).cast(),
+                size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        let error = io::Error::last_os_error();
+        match (rc, error.raw_os_error()) {
+            (0, _) | (_, Some(libc::EISCONN)) => break,
+            // The server's backlog is full: again, until the deadline.
+            (_, Some(libc::EAGAIN | libc::EINPROGRESS | libc::EALREADY | libc::EINTR)) => {
+                left(deadline)?;
+                std::thread::sleep(Duration::from_millis(5).min(left(deadline)?));
+            }
+            _ => return Err(Failure::Error(format!("connect {shown}: {error}"))),
+        }
+    }
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| io_failure(&format!("connect {shown}"), e))?;
+    Ok(stream)
+}
+
 /// Connects to the first address of `host` that answers.
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), Failure> {
     let mut last = Failure::Error(format!("{host}: no addresses"));
@@ -430,10 +630,11 @@ pub mod fuzzing {
     pub fn http_response(source: impl Source) -> Result<String, String> {
         let mut reader = http::Reader {
             stream: source,
-            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            addr: "127.0.0.1:80".into(),
             deadline: Instant::now() + Duration::from_secs(60),
             buffer: Vec::new(),
             eof: false,
+            body: Vec::new(),
         };
         match http::read_response(&mut reader) {
             Ok(response) => Ok(response.status_line),
@@ -522,64 +723,72 @@ pub mod fuzzing {
 mod tests {
     use super::*;
 
+    /// The kind of check `url` is, with no options.
+    fn kind(url: &str) -> Option<Kind> {
+        parse(url).unwrap().map(|check| {
+            assert_eq!(check.options, Options::default(), "{url}");
+            check.kind
+        })
+    }
+
     #[test]
     fn parses_check_urls() {
         assert_eq!(parse("ls /tmp").unwrap(), None);
         assert_eq!(parse("echo http://x").unwrap(), None);
         assert_eq!(
-            parse("tcp://[::1]:53").unwrap(),
-            Some(Check::Tcp {
+            kind("tcp://[::1]:53"),
+            Some(Kind::Tcp {
                 host: "::1".into(),
                 port: 53
             })
         );
         assert_eq!(
-            parse("http://localhost/healthz?x=1").unwrap(),
-            Some(Check::Http {
+            kind("http://localhost/healthz?x=1"),
+            Some(Kind::Http {
                 host: "localhost".into(),
                 port: 80,
                 path: "/healthz?x=1".into()
             })
         );
         assert_eq!(
-            parse("http://10.0.0.1:8080").unwrap(),
-            Some(Check::Http {
+            kind("http://10.0.0.1:8080"),
+            Some(Kind::Http {
                 host: "10.0.0.1".into(),
                 port: 8080,
                 path: "/".into()
             })
         );
         assert_eq!(
-            parse("file:///tmp/x").unwrap(),
-            Some(Check::File {
+            kind("file:///tmp/x"),
+            Some(Kind::File {
                 path: "/tmp/x".into()
             })
         );
         assert_eq!(
-            parse("dns:///kubernetes.default.svc.cluster.local.").unwrap(),
-            Some(Check::Dns {
+            kind("dns:///kubernetes.default.svc.cluster.local."),
+            Some(Kind::Dns {
                 server: None,
                 name: "kubernetes.default.svc.cluster.local".into()
             })
         );
         assert_eq!(
-            parse("dns://127.0.0.1:10053/a.b").unwrap(),
-            Some(Check::Dns {
+            kind("dns://127.0.0.1:10053/a.b"),
+            Some(Kind::Dns {
                 server: Some(("127.0.0.1".into(), 10053)),
                 name: "a.b".into()
             })
         );
         assert_eq!(
-            parse("grpc://127.0.0.1:9090/my.pkg/Svc").unwrap(),
-            Some(Check::Grpc {
+            kind("grpc://127.0.0.1:9090/my.pkg/Svc"),
+            Some(Kind::Grpc {
                 host: "127.0.0.1".into(),
                 port: 9090,
                 service: "my.pkg/Svc".into()
             })
         );
         assert_eq!(
-            parse("grpc://[::1]:9090").unwrap(),
-            Some(Check::Grpc {
+            kind("grpc://[::1]:9090"),
+            Some(Kind::Grpc {
                 host: "::1".into(),
                 port: 9090,
                 service: String::new()
@@ -590,6 +799,12 @@ mod tests {
             "grpc://h:x/s",
             "grpc://h:1/s?q",
             "grpc://h:1/s#f",
+            "grpc://h:1/a%zz",
+            "grpc://h:1/%FF",
+            "http://h/#status=600",
+            "http://h/#metadata=a:b",
+            "tcp://h:1#bogus=1",
+            "h2c://h:x/",
             "grpcs://h:1",
             "tcp://host",
             "tcp://:80",
@@ -610,5 +825,38 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown scheme ftp://")
         );
+        // The fragment is the options, never part of the path or service;
+        // a service is percent-decoded.
+        let check = parse("http://h:8/a?b#header=X:1&status=204")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            check.kind,
+            Kind::Http {
+                host: "h".into(),
+                port: 8,
+                path: "/a?b".into()
+            }
+        );
+        assert_eq!(check.options.status, Some(vec![(204, 204)]));
+        assert_eq!(
+            kind("h2c://h/x"),
+            Some(Kind::H2c {
+                host: "h".into(),
+                port: 80,
+                path: "/x".into()
+            })
+        );
+        assert_eq!(
+            kind("grpc://h:1/a%20b%3F%23"),
+            Some(Kind::Grpc {
+                host: "h".into(),
+                port: 1,
+                service: "a b?#".into()
+            })
+        );
+        assert_eq!(kind("http://h/#"), kind("http://h/"));
+        let e = parse("http://h/#statu=200").unwrap_err();
+        assert!(e.starts_with("http://h/: unknown option \"statu\""), "{e}");
     }
 }

@@ -51,13 +51,19 @@ pub const DEFAULT_MAX_OUTPUT: usize = 32 * 1024;
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Config {
-    /// How long one run of `spec` may take.
+    /// How long one run of `spec` may take: its URL's `timeout`, else
+    /// `--timeout`, else the default for its kind.
     pub fn timeout_for(&self, spec: &ProbeSpec) -> Duration {
-        match (&spec.action, self.timeout) {
+        match (&spec.action, spec.timing().timeout.or(self.timeout)) {
             (_, Some(timeout)) => timeout,
             (Action::Check(_), None) => CHECK_TIMEOUT,
             (Action::Exec { .. }, None) => self.latency,
         }
+    }
+
+    /// How often `spec` runs: its URL's `period`, else `--period`.
+    pub fn period_for(&self, spec: &ProbeSpec) -> Duration {
+        spec.timing().period.unwrap_or(self.period)
     }
 
     /// What is accepted but probably wrong, for the log at start.
@@ -70,6 +76,18 @@ impl Config {
                 duration::format(self.latency),
                 duration::format(self.period)
             ));
+        }
+        for spec in &self.probes {
+            let period = self.period_for(spec);
+            if spec.timing().period.is_some() && self.latency < period {
+                warnings.push(format!(
+                    "probe {}: --latency {} is shorter than its period {}: its results \
+                     will be too old between runs, and its URL will flap (raise --latency)",
+                    spec.url,
+                    duration::format(self.latency),
+                    duration::format(period)
+                ));
+            }
         }
         warnings
     }
@@ -127,8 +145,8 @@ Flags may be written -name value, -name=value, --name value or --name=value.
 
   --cmd CMD                command run with --shell (repeatable; default \"echo healthz\"),
                            or a built-in check: tcp://HOST:PORT, http://HOST[:PORT]/PATH,
-                           file:///PATH, dns://[SERVER[:PORT]]/NAME,
-                           grpc://HOST:PORT[/SERVICE]
+                           h2c://HOST[:PORT]/PATH, file:///PATH, dns://[SERVER[:PORT]]/NAME,
+                           grpc://HOST:PORT[/SERVICE]; options after # (see below)
   --shell PROGRAM          program and leading arguments that run --cmd (default \"/bin/sh -c\");
                            none: split --cmd into words (shell-like quoting) and run it directly
   --url PATH               path serving the --cmd at the same position
@@ -153,6 +171,20 @@ Flags may be written -name value, -name=value, --name value or --name=value.
   -h, --help               print this help and exit
 
 Durations use Go syntax: 300ms, 1.5s, 1m30s, 2h, 10us (greater than 0).
+
+Check options, in the URL's fragment (never sent), values percent-decoded:
+  URL#key=value&key=value, e.g. http://127.0.0.1:8080/ready#header=Host:app.test&status=200,204
+  header=Name:value      a request header, repeatable (http, h2c): Host replaces the
+                         authority; User-Agent and Accept replace ours (empty: none sent)
+  status=LIST            statuses that pass, e.g. 200,204,300-399 (http, h2c; default
+                         200-399); a listed 3xx passes without being followed
+  body=TEXT              the body's first 10 KiB must contain TEXT (http, h2c)
+  metadata=key:value     gRPC metadata, repeatable (grpc; a -bin key's value is sent base64)
+  socket=PATH            connect to this Unix socket; the host still names the server
+                         (http, h2c, grpc)
+  period=D, timeout=D    this probe's own period and timeout (every check; check takes
+                         only timeout); commands keep the flags
+  failure-threshold=N, success-threshold=N   this probe's own thresholds (every check)
 ";
 
 /// Reads the arguments after the program name.

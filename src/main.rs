@@ -169,7 +169,7 @@ fn start(
     let gate = Arc::new(std::sync::Barrier::new(config.probes.len() + 1));
     for (i, spec) in config.probes.iter().enumerate() {
         let schedule = probe::Schedule {
-            period: config.period,
+            period: config.period_for(spec),
             timeout: config.timeout_for(spec),
             max_output: config.max_output,
         };
@@ -177,13 +177,13 @@ fn start(
             "probe {}: running {} every {} (timeout {})",
             spec.url,
             json::string(&spec.cmd),
-            duration::format(config.period),
+            duration::format(schedule.period),
             duration::format(schedule.timeout)
         );
         let probes = Arc::clone(&probes);
         let children = Arc::clone(children);
         let gate = Arc::clone(&gate);
-        let offset = probe::first_run_offset(i, config.probes.len(), config.period);
+        let offset = probe::first_run_offset(i, config.probes.len(), schedule.period);
         spawn(&format!("probe-{i}"), move || {
             gate.wait();
             probe::run_forever(&probes[i], &children, schedule, policy, offset)

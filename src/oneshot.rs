@@ -39,9 +39,14 @@ with no shell:
 Targets, as --cmd takes them (the same checks, with the same reasons):
   tcp://HOST:PORT           a TCP connection opens
   http://HOST[:PORT]/PATH   GET answers 200-399 (the kubelet's httpGet)
+  h2c://HOST[:PORT]/PATH    the same GET over HTTP/2 cleartext (protocol: HTTP2)
   file:///PATH              the path exists
   dns://[SERVER[:PORT]]/NAME  an A or AAAA query for NAME gets an answer
   grpc://HOST:PORT[/SERVICE]  grpc.health.v1.Health/Check answers SERVING (h2c)
+
+Options after # as in --cmd (see exechealthz --help): header, status, body,
+metadata, socket, and timeout (this target's own deadline), e.g.
+  exechealthz check 'http://127.0.0.1:8080/ready#header=Host:app.test&body=ready'
 
   --timeout D   the deadline for all of them (default 1s, the kubelet's)
   -h, --help    this help
@@ -133,7 +138,19 @@ fn parse(args: &[OsString]) -> Result<Ask, String> {
             continue;
         }
         match check::parse(arg) {
-            Ok(Some(check)) => targets.push((arg.to_string(), check)),
+            Ok(Some(check)) => {
+                let timing = check.options.timing;
+                if timing.period.is_some()
+                    || timing.failure_threshold.is_some()
+                    || timing.success_threshold.is_some()
+                {
+                    return Err(format!(
+                        "{arg}: period, failure-threshold and success-threshold are the \
+                         server's; check runs each target once (it takes timeout)"
+                    ));
+                }
+                targets.push((arg.to_string(), check));
+            }
             Ok(None) => {
                 return Err(format!(
                     "{arg:?} is not a check URL (tcp://, http://, file://, dns://, grpc://): \
@@ -153,21 +170,25 @@ fn parse(args: &[OsString]) -> Result<Ask, String> {
 type Outcome = Result<(), String>;
 
 /// Runs every check at once; each one's result, in order. A check still
-/// going at the deadline is a failure: name resolution, for one, has no
-/// timeout of its own, so the deadline is kept here, not by each check
-/// (which is why even a single check runs on a thread of its own). The
-/// process exits right after, with any such thread still in it.
+/// going at its deadline (`--timeout`, or its URL's `timeout`) is a
+/// failure: the deadline is kept here too, not only by each check (which
+/// is why even a single check runs on a thread of its own). The process
+/// exits right after, with any such thread still in it.
 fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Outcome> {
+    let timeout_of = |check: &Check| check.options.timing.timeout.unwrap_or(timeout);
+    let longest = targets.iter().map(|(_, c)| timeout_of(c)).max();
     // A check that keeps the deadline itself reports right at it, with
     // more to say (which step of a grpc:// check ran out): a moment's
     // grace lets its words, not ours, be the ones printed.
-    let deadline = Instant::now() + timeout + Duration::from_millis(20);
+    let deadline =
+        Instant::now() + longest.unwrap_or(timeout) + Duration::from_millis(20);
     // Each check's result, filled in by its thread (a lock and a condvar
     // the server has anyway, not a channel: 10 KiB less of binary).
     let results: Arc<(Mutex<Vec<Option<Outcome>>>, Condvar)> =
         Arc::new((Mutex::new(vec![None; targets.len()]), Condvar::new()));
     for (i, (_, check)) in targets.iter().enumerate() {
         let check = check.clone();
+        let timeout = timeout_of(&check);
         let shared = Arc::clone(&results);
         let report = move |result| {
             let (slots, filled) = &*shared;
@@ -205,7 +226,7 @@ fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Outcome> {
                 Err(format!(
                     "{} timed out after {}",
                     check.name(),
-                    duration::format(timeout)
+                    duration::format(timeout_of(check))
                 ))
             })
         })
@@ -249,6 +270,9 @@ mod tests {
             (&["echo hi"][..], "not a check URL"),
             (&["tcp://nohost"][..], "missing :PORT"),
             (&["https://a/"][..], "TLS is not built in"),
+            (&["tcp://a:1#period=1s"][..], "the server's"),
+            (&["tcp://a:1#failure-threshold=2"][..], "the server's"),
+            (&["tcp://a:1#timeout=0s"][..], "greater than zero"),
         ] {
             let e = parse(&args(bad)).unwrap_err();
             assert!(e.contains(says), "{bad:?}: {e}");

@@ -70,7 +70,8 @@ pub enum Verdict {
     Failing,
 }
 
-/// The thresholds and limits every probe shares.
+/// The thresholds and limits every probe shares (the flags); a probe's
+/// check URL may set its own thresholds (`for_probe`).
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub failure_threshold: u32,
@@ -78,6 +79,18 @@ pub struct Policy {
     pub latency: Duration,
     /// Answer with the command's output instead of `ok`.
     pub output: bool,
+}
+
+impl Policy {
+    /// The policy for `spec`: its own thresholds where it has them.
+    pub fn for_probe(&self, spec: &ProbeSpec) -> Policy {
+        let timing = spec.timing();
+        Policy {
+            failure_threshold: timing.failure_threshold.unwrap_or(self.failure_threshold),
+            success_threshold: timing.success_threshold.unwrap_or(self.success_threshold),
+            ..*self
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -156,6 +169,7 @@ impl Probe {
 
     /// Stores a finished run and applies the thresholds.
     pub fn record(&self, run: Run, policy: &Policy) -> Recorded {
+        let policy = &policy.for_probe(&self.spec);
         let mut state = self.state();
         let from = state.verdict;
         state.running_since = None;
@@ -200,6 +214,7 @@ impl Probe {
 
     /// The answer for a request arriving at `now`.
     pub fn answer(&self, now: Instant, policy: &Policy) -> Answer {
+        let policy = &policy.for_probe(&self.spec);
         let mut state = self.state();
         let stale = latest(&state)
             .is_some_and(|run| now.saturating_duration_since(run.finished_at) > policy.latency);
@@ -279,6 +294,7 @@ impl Probe {
     /// rest counted as discarded): a report costs the same whatever
     /// `--max-output` keeps.
     pub fn snapshot(&self, now: Instant, policy: &Policy, output_limit: usize) -> Snapshot {
+        let policy = &policy.for_probe(&self.spec);
         let state = self.state();
         let latest = latest(&state).map(|run| run.summary(output_limit));
         let stale = latest

@@ -22,3 +22,14 @@ pub enum Action {
     /// A built-in check, for a `--cmd` written as a URL.
     Check(crate::check::Check),
 }
+
+impl ProbeSpec {
+    /// This probe's own timing, from its check URL's options (`#period=`,
+    /// `#timeout=`, thresholds); a command has none of its own.
+    pub fn timing(&self) -> crate::check::Timing {
+        match &self.action {
+            Action::Check(check) => check.options.timing,
+            Action::Exec { .. } => crate::check::Timing::default(),
+        }
+    }
+}

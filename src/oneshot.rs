@@ -180,8 +180,7 @@ fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Outcome> {
     // A check that keeps the deadline itself reports right at it, with
     // more to say (which step of a grpc:// check ran out): a moment's
     // grace lets its words, not ours, be the ones printed.
-    let deadline =
-        Instant::now() + longest.unwrap_or(timeout) + Duration::from_millis(20);
+    let deadline = Instant::now() + longest.unwrap_or(timeout) + Duration::from_millis(20);
     // Each check's result, filled in by its thread (a lock and a condvar
     // the server has anyway, not a channel: 10 KiB less of binary).
     let results: Arc<(Mutex<Vec<Option<Outcome>>>, Condvar)> =

@@ -530,8 +530,8 @@ fn not_http2(bytes: &[u8]) -> String {
             .unwrap_or(b"");
         let line = String::from_utf8_lossy(&line[..line.len().min(80)]);
         return format!(
-            "not an HTTP/2 server: it answered in HTTP/1 ({line}); grpc:// speaks HTTP/2 \
-             without TLS (h2c, prior knowledge)"
+            "not an HTTP/2 server: it answered in HTTP/1 ({line}); this check speaks \
+             HTTP/2 without TLS (h2c, prior knowledge)"
         );
     }
     "not an HTTP/2 server: its first bytes are not a SETTINGS frame".into()

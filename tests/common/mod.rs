@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -430,4 +430,89 @@ pub fn children_of(parent: u32) -> Vec<(u32, char)> {
         }
     }
     found
+}
+
+/// A Python tool from tests/tools that serves on a port it prints first.
+pub struct Tool {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: BufReader<ChildStdout>,
+    pub port: u16,
+}
+
+impl Tool {
+    /// Starts `tests/tools/SCRIPT ARGS` with its stderr in `stderr`; `None`
+    /// (the test skips) when its Python packages are missing, unless CI
+    /// requires them.
+    pub fn start(script: &str, args: &[&str], stderr: Stdio, env: &[(&str, &str)]) -> Option<Tool> {
+        let mut child = Command::new("python3")
+            .arg(format!(
+                "{}/tests/tools/{script}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line.is_empty() && child.wait().unwrap().code() == Some(3) {
+            assert!(
+                std::env::var_os("EXECHEALTHZ_REQUIRE_TOOLS").is_none(),
+                "{script}: Python packages missing (pip install grpcio grpcio-health-checking h2)"
+            );
+            eprintln!("SKIPPED: {script} needs grpcio, grpcio-health-checking and h2");
+            return None;
+        }
+        let port = line
+            .strip_prefix("port ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{script}: first line {line:?}"));
+        Some(Tool {
+            child,
+            stdin,
+            stdout,
+            port,
+        })
+    }
+
+    /// A command to the gRPC server (`set SERVICE STATUS`), once done.
+    pub fn tell(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "{command}");
+    }
+
+    /// Asks the gRPC server to stop, and waits until it has.
+    pub fn quit(mut self) {
+        writeln!(self.stdin.as_mut().unwrap(), "quit").unwrap();
+        self.report();
+    }
+
+    /// Waits for the tool to end by itself; the rest of its stdout.
+    pub fn report(&mut self) -> String {
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < DEADLINE, "the peer did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut rest = String::new();
+        while self.stdout.read_line(&mut rest).unwrap() > 0 {}
+        rest
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

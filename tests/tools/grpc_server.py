@@ -7,6 +7,9 @@ line, and answers each with `ok`:
                        the empty name); STATUS: SERVING, NOT_SERVING, ...
   quit
 With --no-health, the server has no health service at all (UNIMPLEMENTED).
+With --record FILE, each call's metadata is appended to FILE as one line
+(`key: value|key: value`); with --unix PATH it listens on that Unix socket
+(and prints `port 0`).
 Everything grpcio logs goes to stderr (GRPC_VERBOSITY=debug there shows
 connection errors, which the tests look for).
 """
@@ -20,14 +23,36 @@ except ImportError:
     sys.exit(3)
 
 
+class Recorder(grpc.ServerInterceptor):
+    def __init__(self, path):
+        self.path = path
+
+    def intercept_service(self, continuation, details):
+        with open(self.path, "a") as f:
+            f.write("|".join(f"{k}: {v!r}" if isinstance(v, bytes) else f"{k}: {v}"
+                             for k, v in details.invocation_metadata) + "\n")
+        return continuation(details)
+
+
+def option(name):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
 def main():
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    record = option("--record")
+    interceptors = [Recorder(record)] if record else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=interceptors)
     servicer = None
     if "--no-health" not in sys.argv:
         servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
+    unix = option("--unix")
+    if unix:
+        server.add_insecure_port("unix:" + unix)
+        port = 0
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"port {port}", flush=True)
     for line in sys.stdin:

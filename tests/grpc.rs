@@ -307,6 +307,18 @@ fn a_server_that_talks_on_after_its_answer_does_not_hold_the_check() {
     );
 }
 
+/// A service name is percent-decoded: one with a space, `?` or `#` can
+/// be asked for; the request's message names it decoded.
+#[test]
+fn a_service_name_is_percent_decoded() {
+    let Some((status, out, saw)) = against("serving", "a%20b%3Fc%23d") else {
+        return;
+    };
+    assert_eq!(status, 0, "{out}\npeer: {saw}");
+    assert!(saw.contains("request-service a b?c#d\n"), "{saw}");
+    assert!(saw.contains("request-message 9\n"), "{saw}");
+}
+
 #[test]
 fn requests_keep_to_the_servers_frame_size_and_windows() {
     // A 20,000-byte service name: its DATA needs two frames of 16 KiB.

@@ -161,35 +161,48 @@ def builtin_cpu_per_run(binary, target, seconds):
 
 def bench_builtin_check_cpu(binary, seconds):
     """Server CPU per built-in check run at period 10ms: http:// against a
-    local HTTP server (another of ours) and grpc:// against a local gRPC
-    server (grpcio's health service, tests/tools/grpc_server.py), and the
-    ratio, which #21 budgets at 2x at most. Alternating, twice each."""
+    local HTTP server (another of ours), grpc:// against a local gRPC
+    server (grpcio's health service, tests/tools/grpc_server.py) and h2c://
+    against the h2 library's server (tests/tools/record_server.py), and
+    their ratios to http://, which #21 budgets at 2x for grpc:// and #29 at
+    1.5x for h2c://. Alternating, twice each."""
     here = os.path.dirname(os.path.abspath(__file__))
+    tools = os.path.join(here, "..", "tests", "tools")
     target, http_port = start(binary, ["--quiet", "--cmd=true", "--period=1h"])
     grpc = subprocess.Popen(
-        [sys.executable, os.path.join(here, "..", "tests", "tools", "grpc_server.py")],
+        [sys.executable, os.path.join(tools, "grpc_server.py")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    h2c_log = tempfile.NamedTemporaryFile(prefix="exechealthz-h2c-", delete=False).name
+    h2c = subprocess.Popen(
+        [sys.executable, os.path.join(tools, "record_server.py"), "h2c", h2c_log],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
     line = grpc.stdout.readline()
+    h2c_line = h2c.stdout.readline()
     try:
-        if not line.startswith("port "):
-            figure("grpc:// check CPU per run", "skipped: needs grpcio and grpcio-health-checking")
+        if not line.startswith("port ") or not h2c_line.startswith("port "):
+            figure("grpc:// and h2c:// check CPU per run", "skipped: needs grpcio, grpcio-health-checking and h2")
             return
         grpc_port = int(line.split()[1])
-        figures = {"http": [], "grpc": []}
+        h2c_port = int(h2c_line.split()[1])
+        figures = {"http": [], "grpc": [], "h2c": []}
         for _ in range(2):
             for name, url in [("http", f"http://127.0.0.1:{http_port}/healthz"),
-                              ("grpc", f"grpc://127.0.0.1:{grpc_port}")]:
+                              ("grpc", f"grpc://127.0.0.1:{grpc_port}"),
+                              ("h2c", f"h2c://127.0.0.1:{h2c_port}/ok")]:
                 runs, cpu = builtin_cpu_per_run(binary, url, seconds / 4)
                 figures[name].append(cpu / runs * 1000)
                 figure(f"server CPU per {name}:// check run (period 10ms)",
                        f"{cpu / runs * 1000:.3f}", f"ms ({runs} runs)")
-        http_ms, grpc_ms = min(figures["http"]), min(figures["grpc"])
+        http_ms, grpc_ms, h2c_ms = (min(figures[n]) for n in ("http", "grpc", "h2c"))
         figure("  grpc:// / http:// (budget 2x; the lower of each)", f"{grpc_ms / http_ms:.2f}", "x")
+        figure("  h2c:// / http:// (budget 1.5x; the lower of each)", f"{h2c_ms / http_ms:.2f}", "x")
     finally:
-        for proc in (target, grpc):
+        for proc in (target, grpc, h2c):
             proc.kill()
             proc.wait()
+        os.unlink(h2c_log)
 
 
 def bench_scrape_cost(binary, probes=100, scrapes=50):

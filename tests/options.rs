@@ -99,7 +99,7 @@ fn http_options_against_python_http_server_over_tcp_and_a_unix_socket() {
         // 15 KiB in: past the 10 KiB the kubelet reads.
         (
             format!("{base}/big#body=late"),
-            "the body does not contain \"late\" (in its first 10240 bytes",
+            "the body does not contain \"late\" (in the 10240 bytes read of it",
         ),
         (
             format!("{base}/204#status=200"),

@@ -45,14 +45,8 @@ pub(super) fn run(
         hpack::literal(&mut headers, 0, key, &value);
     }
     let client = Client::new(&headers, request_message(service), PREFIX + MAX_MESSAGE);
-    let response = h2::exchange(&mut stream, client, deadline);
-    if !matches!(response, Err(Failure::TimedOut)) {
-        stream.close_cleanly(deadline);
-    }
-    let response = response.map_err(|f| match f {
-        Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
-        other => other.during("health rpc"),
-    })?;
+    let response =
+        h2::call(&mut stream, &addr, client, deadline).map_err(|f| f.during("health rpc"))?;
     decide(&response)
 }
 
@@ -272,27 +266,11 @@ fn code_name(code: u32) -> String {
         .map_or(format!("code {code}"), |name| name.to_string())
 }
 
-/// grpc-message is percent-encoded (gRPC over HTTP/2).
+/// grpc-message is percent-encoded (gRPC over HTTP/2); one with a bad
+/// escape is shown as it came (grpc-go keeps just that escape as written).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = super::options::percent_decode(text).unwrap_or_else(|| text.as_bytes().to_vec());
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Standard base64 without padding (RFC 4648 4; gRPC's -bin values).

@@ -565,6 +565,24 @@ pub fn error_name(code: u32) -> String {
 /// not. The connection then ends with GOAWAY: after an answer with
 /// NO_ERROR, so the server has nothing to complain of; after a protocol
 /// failure with PROTOCOL_ERROR.
+/// One request on a connection just opened to `addr` (grpc://, h2c://):
+/// the exchange, then the clean close, with a failure named after `addr`.
+pub fn call(
+    stream: &mut super::Stream,
+    addr: &str,
+    client: Client,
+    deadline: Instant,
+) -> Result<Response, Failure> {
+    let response = exchange(stream, client, deadline);
+    if !matches!(response, Err(Failure::TimedOut)) {
+        stream.close_cleanly(deadline);
+    }
+    response.map_err(|f| match f {
+        Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
+        other => other,
+    })
+}
+
 pub fn exchange<S: Source + Write>(
     stream: &mut S,
     mut client: Client,

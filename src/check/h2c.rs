@@ -19,6 +19,7 @@ const METHOD_GET: usize = 2;
 /// One GET for `target` over h2c: its response, the body cut at
 /// `MAX_BODY` (the rest is not read). A server that answers in HTTP/1
 /// fails at once, saying so.
+#[inline(never)]
 pub(super) fn fetch(
     target: &Target,
     options: &Options,
@@ -42,14 +43,7 @@ pub(super) fn fetch(
     }
     let mut client = Client::new(&block, Vec::new(), MAX_BODY);
     client.truncate_body = true;
-    let response = h2::exchange(&mut stream, client, deadline);
-    if !matches!(response, Err(Failure::TimedOut)) {
-        stream.close_cleanly(deadline);
-    }
-    let response = response.map_err(|f| match f {
-        Failure::Error(why) => Failure::Error(format!("{addr}: {why}")),
-        other => other,
-    })?;
+    let response = h2::call(&mut stream, &addr, client, deadline)?;
     let field = |name: &str| {
         response
             .headers

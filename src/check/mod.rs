@@ -178,7 +178,6 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
             let (host, port) = host_port(authority, None)?;
             // A service name is percent-decoded: `a%20b` asks for `a b`.
             let service = options::percent_decode(path.strip_prefix('/').unwrap_or(""))
-                .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .ok_or_else(|| format!("{url}: a bad percent-escape in the service name"))?;
             Kind::Grpc {

@@ -10,7 +10,11 @@
 #             pinned zig toolchain that scripts/build-static.sh installs)
 #   SOURCE    the project's public URL, for the image's source label (default: none)
 
+# Cargo and its output folder, as Cargo itself reads them from the
+# environment: every target below uses these, never a fixed target/.
 CARGO    ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+export CARGO
 ARCH     ?= amd64
 ALL_ARCH := amd64 arm arm64 ppc64le
 TAG      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -20,7 +24,7 @@ LEGACY_IMAGE := $(REGISTRY)/exechealthz
 SOURCE   ?=
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 MANIFEST ?= $(LEGACY_IMAGE):$(TAG)
-BIN      := target/release/exechealthz
+BIN      := $(TARGET_DIR)/release/exechealthz
 STATIC   := bin/$(ARCH)/exechealthz
 
 # OCI platform of each ARCH.

@@ -120,7 +120,7 @@ def build_floor(name):
     """Compiles bench/NAME.c (the least a program doing our job can do) to
     target/bench-NAME; None without a C compiler."""
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "..", "target", f"bench-{name}")
+    out = os.path.join(here, "..", os.environ.get("CARGO_TARGET_DIR", "target"), f"bench-{name}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     for cc in ["cc", "gcc", "clang"]:
         try:

@@ -14,7 +14,8 @@
 #   default features (no backtrace printer: about 300 KiB); rustup has no
 #   prebuilt musl std for arm and ppc64le here, and needs none this way;
 # - zig $ZIG as C compiler and linker (it carries musl for every target),
-#   driven by cargo-zigbuild $ZIGBUILD; both from PyPI, in target/zigvenv.
+#   driven by cargo-zigbuild $ZIGBUILD; both from PyPI, in target/zigvenv (under
+#   CARGO_TARGET_DIR when it is set, as the build's output is).
 # Nothing falls back to glibc: what cannot be installed is named, exit 1.
 #
 # CROSS=1 builds in cross's container images instead (needs `cross`, a
@@ -41,6 +42,8 @@ else
   what=(); sub=; name=exechealthz
 fi
 out=bin/$arch/$name
+# Cargo's output folder, wherever CARGO_TARGET_DIR puts it (relative to here).
+target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "bin/$arch"
 
 fail() { echo "build-static: $*" >&2; exit 1; }
@@ -62,7 +65,8 @@ else
   [ -d "$sysroot/lib/rustlib/src/rust/library" ] ||
     rustup component add rust-src --toolchain "$RUST" >/dev/null ||
     fail "cannot install rust-src for Rust $RUST (rustup component add rust-src --toolchain $RUST)"
-  venv=target/zigvenv
+  venv=$target_dir/zigvenv
+  case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
   have() { "$venv/bin/pip" show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
   if [ "$(have ziglang 2>/dev/null)" != "$ZIG" ] || [ "$(have cargo-zigbuild 2>/dev/null)" != "$ZIGBUILD" ]; then
     echo "build-static: installing ziglang $ZIG and cargo-zigbuild $ZIGBUILD into $venv"
@@ -76,13 +80,13 @@ else
   # tables: panics abort (Cargo.toml), so nothing unwinds, and std is
   # built without its backtrace printer; they were 38 KiB of .eh_frame on
   # amd64. A panic still prints its message.
-  PATH="$PWD/$venv/bin:$PATH" RUSTC_BOOTSTRAP=1 \
+  PATH="$venv/bin:$PATH" RUSTC_BOOTSTRAP=1 \
     RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C link-self-contained=no -C force-unwind-tables=no" \
     cargo "+$RUST" zigbuild --release --locked --target "$musl" "${what[@]}" \
     -Zbuild-std=std,panic_abort -Zbuild-std-features=
 fi
 
-scripts/install.sh "target/$musl/release/$sub$name" "$out"
+scripts/install.sh "$target_dir/$musl/release/$sub$name" "$out"
 info=$(file -b "$out" 2>/dev/null || echo 'file(1) not installed')
 case $info in
   *"dynamically linked"* | *interpreter*) fail "$out is not static: $info" ;;

@@ -25,6 +25,14 @@ pub enum Outcome {
         check: String,
         after: Duration,
     },
+    /// A grpc:// check's connection was not ready (connected, and the
+    /// server's HTTP/2 preface in) within its timeout: the kubelet's words
+    /// for that phase, naming `service` (HOST:PORT).
+    CheckConnectTimedOut {
+        check: String,
+        service: String,
+        after: Duration,
+    },
 }
 
 impl Outcome {
@@ -34,7 +42,12 @@ impl Outcome {
 
     /// Whether the run ran out of time (a command or a check).
     pub fn timed_out(&self) -> bool {
-        matches!(self, Outcome::TimedOut(_) | Outcome::CheckTimedOut { .. })
+        matches!(
+            self,
+            Outcome::TimedOut(_)
+                | Outcome::CheckTimedOut { .. }
+                | Outcome::CheckConnectTimedOut { .. }
+        )
     }
 
     /// The error in Go's words (`exit status 2`, `signal: killed`), or `None`.
@@ -58,6 +71,14 @@ impl Outcome {
             Outcome::CheckFailed(why) => Some(why.clone()),
             Outcome::CheckTimedOut { check, after } => Some(format!(
                 "{check} timed out after {}",
+                duration::format(*after)
+            )),
+            Outcome::CheckConnectTimedOut {
+                check,
+                service,
+                after,
+            } => Some(format!(
+                "{check}: timeout: failed to connect service {service:?} within {}",
                 duration::format(*after)
             )),
         }
@@ -114,7 +135,10 @@ impl Outcome {
             Outcome::Exited(code) => i64::from(*code),
             Outcome::Signaled { signal, .. } => 128 + i64::from(*signal),
             Outcome::CheckFailed(_) => 1,
-            Outcome::TimedOut(_) | Outcome::CheckTimedOut { .. } | Outcome::SpawnFailed(_) => -1,
+            Outcome::TimedOut(_)
+            | Outcome::CheckTimedOut { .. }
+            | Outcome::CheckConnectTimedOut { .. }
+            | Outcome::SpawnFailed(_) => -1,
         }
     }
 }

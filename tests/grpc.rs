@@ -181,22 +181,47 @@ fn timeouts_say_which_step_ran_out() {
     let Some(full) = Tool::start("h2_peer.py", &["backlog-full"], Stdio::null(), &[]) else {
         return;
     };
-    // A server that accepts (the kernel does) and never answers.
+    // A server that accepts (the kernel does) and never sends its
+    // HTTP/2 preface: not connected either, in gRPC's (and the kubelet's)
+    // sense.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    for (port, step) in [(full.port, "connect"), (silent_port, "health rpc")] {
+    for port in [full.port, silent_port] {
         let server = Server::start(&[
             &format!("--cmd=grpc://127.0.0.1:{port}/svc"),
             "--timeout=300ms",
             "--period=10ms",
         ]);
         let reason = format!(
-            "error grpc check of grpc://127.0.0.1:{port}/svc: {step} timed out after 300ms"
+            "error grpc check of grpc://127.0.0.1:{port}/svc: timeout: failed to connect \
+             service \"127.0.0.1:{port}\" within 300ms"
         );
         server.wait_for("/healthz", |r| {
             r.status == 503 && r.text().contains(&reason)
         });
+        let metrics = server.get("/metrics").text();
+        assert!(
+            !metrics.contains("exechealthz_probe_timeouts_total{probe=\"/healthz\"} 0"),
+            "{metrics}"
+        );
     }
+    // Ready (its SETTINGS came), then no answer: the call timed out.
+    let Some(ready) = Tool::start("h2_peer.py", &["settings-then-silent"], Stdio::null(), &[])
+    else {
+        return;
+    };
+    let (status, out) = check(&[
+        "--timeout=300ms",
+        &format!("grpc://127.0.0.1:{}/svc", ready.port),
+    ]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "grpc check of grpc://127.0.0.1:{}/svc: health rpc timed out after 300ms",
+            ready.port
+        )),
+        "{out}"
+    );
     // The one deadline holds for the whole call.
     let start = Instant::now();
     let (status, out) = check(&[

@@ -30,8 +30,14 @@ pub(super) fn run(
     options: &Options,
     deadline: Instant,
 ) -> Result<String, Failure> {
+    // Not connected, or no HTTP/2 preface, by the deadline: the kubelet's
+    // "failed to connect service ... within".
+    let not_ready = |f: Failure| match f.during("connect") {
+        Failure::TimedOutIn("connect") => Failure::ConnectTimedOut(authority(host, port)),
+        other => other,
+    };
     let (mut stream, addr) =
-        open(host, port, options.socket.as_deref(), deadline).map_err(|f| f.during("connect"))?;
+        open(host, port, options.socket.as_deref(), deadline).map_err(not_ready)?;
     let left = left(deadline).map_err(|f| f.during("health rpc"))?;
     let mut headers = request_headers(host, port, left);
     for (key, value) in &options.metadata {
@@ -45,19 +51,17 @@ pub(super) fn run(
         hpack::literal(&mut headers, 0, key, &value);
     }
     let client = Client::new(&headers, request_message(service), PREFIX + MAX_MESSAGE);
-    let response =
-        h2::call(&mut stream, &addr, client, deadline).map_err(|f| f.during("health rpc"))?;
+    let response = h2::call(&mut stream, &addr, client, deadline).map_err(|f| match f {
+        Failure::TimedOutIn("connect") => not_ready(f),
+        other => other.during("health rpc"),
+    })?;
     decide(&response)
 }
 
 /// The request's header block: a gRPC call's pseudo-headers and headers,
 /// with what is left of the deadline as `grpc-timeout`.
 pub(super) fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = authority(host, port);
     // Whole milliseconds, rounded up: the server never waits less than we do.
     let millis = left.as_micros().div_ceil(1000).clamp(1, 99_999_999);
     let mut block = Vec::with_capacity(160);
@@ -70,6 +74,15 @@ pub(super) fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> 
     hpack::literal(&mut block, hpack::USER_AGENT, "", USER_AGENT);
     hpack::literal(&mut block, 0, "grpc-timeout", &format!("{millis}m"));
     block
+}
+
+/// `host:port`, `[v6]:port`.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// `HealthCheckRequest { service }` in protobuf (field 1, a string; left

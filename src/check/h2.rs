@@ -603,7 +603,14 @@ pub fn exchange<S: Source + Write>(
         let n = match stream.read(&mut buffer) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_failure("read", e)),
+            // No SETTINGS yet: the connection is not ready (gRPC's words:
+            // it failed to connect).
+            Err(e) => {
+                return Err(match io_failure("read", e) {
+                    Failure::TimedOut if !client.settings_seen => Failure::TimedOutIn("connect"),
+                    other => other,
+                });
+            }
         };
         if n == 0 {
             return Err(Failure::Error(client.closed()));

@@ -297,6 +297,14 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
             },
             Vec::new(),
         ),
+        Err(Failure::ConnectTimedOut(service)) => (
+            Outcome::CheckConnectTimedOut {
+                check: check.name(),
+                service,
+                after: timeout,
+            },
+            Vec::new(),
+        ),
         Err(Failure::Error(why)) => (Outcome::CheckFailed(shown(why)), Vec::new()),
         Err(Failure::Answered { said, why }) => {
             (Outcome::CheckFailed(shown(why)), shown(said).into_bytes())
@@ -341,6 +349,8 @@ enum Failure {
     TimedOut,
     /// Timed out in this step of a check that has several (grpc://).
     TimedOutIn(&'static str),
+    /// A grpc:// connection not ready in time (see `Outcome`), to HOST:PORT.
+    ConnectTimedOut(String),
     Error(String),
     /// The peer answered, and the answer is a failure.
     Answered {
@@ -637,7 +647,9 @@ pub mod fuzzing {
         };
         match http::read_response(&mut reader) {
             Ok(response) => Ok(response.status_line),
-            Err(Failure::TimedOut | Failure::TimedOutIn(_)) => Err("timed out".into()),
+            Err(Failure::TimedOut | Failure::TimedOutIn(_) | Failure::ConnectTimedOut(_)) => {
+                Err("timed out".into())
+            }
             Err(Failure::Error(why) | Failure::Answered { why, .. }) => Err(why),
         }
     }
@@ -687,7 +699,9 @@ pub mod fuzzing {
                     }
                     result = Some(decided.map_err(|f| match f {
                         Failure::Error(why) | Failure::Answered { why, .. } => why,
-                        Failure::TimedOut | Failure::TimedOutIn(_) => unreachable!(),
+                        Failure::TimedOut
+                        | Failure::TimedOutIn(_)
+                        | Failure::ConnectTimedOut(_) => unreachable!(),
                     }));
                 }
                 Err(why) => result = Some(Err(why)),

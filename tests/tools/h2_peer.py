@@ -334,6 +334,10 @@ def scenario(peer, name):
         peer.conn.shutdown(socket.SHUT_WR)
     elif name == "silent":
         time.sleep(3)
+    elif name == "settings-then-silent":
+        # Ready (its preface sent), then no answer.
+        peer.preface()
+        time.sleep(3)
     else:
         sys.exit("unknown scenario " + name)
 

@@ -346,7 +346,9 @@ pub fn check_url(data: &[u8]) {
         Kind::Dns { server, name } => {
             assert!(server.is_none_or(|(host, _)| clean(&host)), "{text:?}");
             assert!(
-                name.split('.')
+                name.strip_suffix('.')
+                    .unwrap_or(&name)
+                    .split('.')
                     .all(|label| (1..=63).contains(&label.len()) && clean(label)),
                 "{text:?}: {name:?}"
             );

@@ -499,6 +499,42 @@ fn dns_check_without_a_server_uses_resolv_conf() {
         text.starts_with("ok.test: 1 A record(s) from 127.0.0.77:53"),
         "{text}"
     );
+    // The search list, as glibc and nslookup use it: `ok` (fewer dots than
+    // ndots 1) is asked with each domain first; `ok.` only as written;
+    // a name found nowhere names every one tried.
+    std::fs::write(
+        &conf,
+        "search example.invalid test\nnameserver 127.0.0.77\n",
+    )
+    .unwrap();
+    let output = Command::new("unshare")
+        .args(["--mount", "/bin/sh", "-c"])
+        .arg(format!(
+            "mount --bind {conf} /etc/resolv.conf && exec {BIN} check dns:///ok dns:///ok. dns:///nope"
+        ))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "ok dns:///ok", "{stdout}");
+    assert_eq!(lines[1], "failed dns:///ok.: NXDOMAIN", "{stdout}");
+    assert_eq!(lines[2], "failed dns:///nope: NXDOMAIN", "{stdout}");
+    let server = Server::start_command({
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "/bin/sh", "-c"]).arg(format!(
+            "mount --bind {conf} /etc/resolv.conf && exec {BIN} --cmd=dns:///nope --output --period=1h --port=0"
+        ));
+        command
+    });
+    let text = server
+        .wait_for("/healthz", |r| r.text().contains("Result of last exec"))
+        .text();
+    assert!(
+        text.contains(
+            "nope: NXDOMAIN from 127.0.0.77:53 (also tried nope.example.invalid, nope.test)"
+        ),
+        "{text}"
+    );
 }
 
 /// The kubelet's redirect rule at its edge: its checker refuses the

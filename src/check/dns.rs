@@ -1,6 +1,10 @@
 //! The dns:// check: one UDP query for A, then AAAA, to the server named
-//! or the first nameserver of /etc/resolv.conf. It must not retry over TCP
-//! or follow CNAMEs: an answer with records of the type asked passes.
+//! or the first nameserver of /etc/resolv.conf, for the name as glibc's
+//! resolver (and nslookup) would ask it: a name with a trailing dot as
+//! written; another with fewer dots than `ndots` with each `search` domain
+//! first, then as written; one with as many or more, as written first. It
+//! must not retry over TCP or follow CNAMEs: an answer with records of the
+//! type asked passes.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Instant;
@@ -12,12 +16,81 @@ pub(super) fn run(
     name: &str,
     deadline: Instant,
 ) -> Result<String, Failure> {
+    let conf = std::fs::read_to_string("/etc/resolv.conf");
     let server = match server {
         Some((host, port)) => *resolve(host, *port, deadline)?
             .first()
             .ok_or_else(|| Failure::Error(format!("{host}: no addresses")))?,
-        None => SocketAddr::new(resolv_conf_nameserver()?, 53),
+        None => {
+            let conf = conf
+                .as_ref()
+                .map_err(|e| Failure::Error(format!("/etc/resolv.conf: {e}")))?;
+            SocketAddr::new(nameserver(conf)?, 53)
+        }
     };
+    // Each name in turn; an answer with no records (NXDOMAIN, none of the
+    // types) moves on to the next, as res_search does; the last one's is
+    // the reason, naming the others tried.
+    let names = candidates(name, conf.as_deref().unwrap_or(""));
+    let mut tried = Vec::new();
+    for candidate in &names {
+        match ask(server, candidate, deadline) {
+            Err(Failure::Answered { said, why }) if tried.len() + 1 == names.len() => {
+                let said = if tried.is_empty() {
+                    said
+                } else {
+                    format!("{said} (also tried {})", tried.join(", "))
+                };
+                return Err(Failure::Answered { said, why });
+            }
+            Err(Failure::Answered { .. }) => tried.push(candidate.as_str()),
+            other => return other,
+        }
+    }
+    unreachable!("at least one name is asked")
+}
+
+/// The names asked for `name`, in order, as glibc's `res_search` makes
+/// them from resolv.conf's `search` (or `domain`) and `ndots` (default 1).
+fn candidates(name: &str, conf: &str) -> Vec<String> {
+    if let Some(absolute) = name.strip_suffix('.') {
+        return vec![absolute.to_string()];
+    }
+    let mut ndots = 1;
+    let mut search: Vec<&str> = Vec::new();
+    for line in conf.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            // The last of `search` and `domain` wins, as in glibc.
+            Some("search" | "domain") => search = words.collect(),
+            Some("options") => {
+                for option in words {
+                    if let Some(n) = option.strip_prefix("ndots:").and_then(|n| n.parse().ok()) {
+                        ndots = std::cmp::min(n, 15);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let searched = search
+        .iter()
+        .map(|domain| format!("{name}.{}", domain.trim_end_matches('.')))
+        .filter(|full| full.len() <= 253 && !full.ends_with('.'));
+    let dots = name.matches('.').count();
+    let mut names: Vec<String> = Vec::new();
+    if dots >= ndots {
+        names.push(name.to_string());
+        names.extend(searched);
+    } else {
+        names.extend(searched);
+        names.push(name.to_string());
+    }
+    names
+}
+
+/// A then AAAA for `name` at `server`.
+fn ask(server: SocketAddr, name: &str, deadline: Instant) -> Result<String, Failure> {
     let mut said = Vec::new();
     for (qtype, label) in [(1u16, "A"), (28, "AAAA")] {
         match query(server, name, qtype, deadline)? {
@@ -40,9 +113,7 @@ pub(super) fn run(
     })
 }
 
-fn resolv_conf_nameserver() -> Result<IpAddr, Failure> {
-    let conf = std::fs::read_to_string("/etc/resolv.conf")
-        .map_err(|e| Failure::Error(format!("/etc/resolv.conf: {e}")))?;
+fn nameserver(conf: &str) -> Result<IpAddr, Failure> {
     conf.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .find_map(|rest| rest.trim().parse().ok())
@@ -151,6 +222,40 @@ fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_names_as_glibc_searches_them() {
+        let conf = "nameserver 10.0.0.10\nsearch ns.svc.cluster.local svc.cluster.local.\n\
+                    options ndots:5 timeout:1\n";
+        assert_eq!(
+            candidates("kubernetes", conf),
+            [
+                "kubernetes.ns.svc.cluster.local",
+                "kubernetes.svc.cluster.local",
+                "kubernetes"
+            ]
+        );
+        // As many dots as ndots: as written first.
+        assert_eq!(
+            candidates("a.b.c.d.e", conf),
+            [
+                "a.b.c.d.e.ns.svc.cluster.local",
+                "a.b.c.d.e.svc.cluster.local",
+                "a.b.c.d.e"
+            ]
+        );
+        assert_eq!(candidates("a.b.c.d.e.f", conf)[0], "a.b.c.d.e.f");
+        // A trailing dot: the name as written, and nothing else.
+        assert_eq!(
+            candidates("kubernetes.default.", conf),
+            ["kubernetes.default"]
+        );
+        // Default ndots 1; the last of search and domain wins.
+        let conf = "search a.test\ndomain b.test\n";
+        assert_eq!(candidates("x", conf), ["x.b.test", "x"]);
+        assert_eq!(candidates("x.y", conf), ["x.y", "x.y.b.test"]);
+        assert_eq!(candidates("x", ""), ["x"]);
+    }
 
     #[test]
     fn reads_dns_answers() {

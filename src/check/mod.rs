@@ -164,9 +164,10 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
             } else {
                 Some(host_port(authority, Some(53))?)
             };
+            // A trailing dot stays: it asks for the name as written.
             Kind::Dns {
                 server,
-                name: name.trim_end_matches('.').to_string(),
+                name: name.to_string(),
             }
         }
         "grpc" => {
@@ -781,7 +782,7 @@ mod tests {
             kind("dns:///kubernetes.default.svc.cluster.local."),
             Some(Kind::Dns {
                 server: None,
-                name: "kubernetes.default.svc.cluster.local".into()
+                name: "kubernetes.default.svc.cluster.local.".into()
             })
         );
         assert_eq!(

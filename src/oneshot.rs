@@ -198,8 +198,8 @@ fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Outcome> {
         let started = std::thread::Builder::new()
             .stack_size(THREAD_STACK)
             .spawn(move || {
-                let (outcome, _) = check::run(&check, timeout);
-                report(outcome.error().map_or(Ok(()), Err));
+                let ran = check::run(&check, timeout);
+                report(ran.outcome.error().map_or(Ok(()), Err));
             });
         if let Err(e) = started {
             report_failure(Err(format!("cannot start a thread for it: {e}")));

@@ -51,6 +51,7 @@ pub fn run_forever(
         spec: &probe.spec,
         schedule,
         children,
+        notice: None,
     };
     // The first run starts now (give or take the offset), not one period
     // from now.
@@ -163,6 +164,8 @@ struct Runner<'a> {
     spec: &'a ProbeSpec,
     schedule: Schedule,
     children: &'a Children,
+    /// The check's notice at its last run (a redirect to another host).
+    notice: Option<String>,
 }
 
 /// Output kept from a run, and how much more was thrown away.
@@ -173,6 +176,29 @@ struct Capture {
 }
 
 impl Runner<'_> {
+    /// A check's notice is logged when it starts (or changes) and when it
+    /// stops, at the level of a verdict's change to passing: once, not at
+    /// every run.
+    fn notice(&mut self, notice: Option<String>) {
+        if notice == self.notice {
+            return;
+        }
+        let url = &self.spec.url;
+        match &notice {
+            Some(text) => log::event(
+                Level::Info,
+                format_args!("probe {url}: {text}"),
+                &[("url", Value::Str(url)), ("notice", Value::Str(text))],
+            ),
+            None => log::event(
+                Level::Info,
+                format_args!("probe {url}: no longer redirected to another host"),
+                &[("url", Value::Str(url))],
+            ),
+        }
+        self.notice = notice;
+    }
+
     fn run_once(&mut self, started: Instant) -> Run {
         let mut capture = Capture::default();
         self.children.sweep(false);
@@ -182,10 +208,11 @@ impl Runner<'_> {
                 Err(e) => Outcome::SpawnFailed(e.to_string()),
             },
             Action::Check(check) => {
-                let (outcome, said) = check::run(check, self.schedule.timeout);
-                capture.kept = said;
+                let ran = check::run(check, self.schedule.timeout);
+                self.notice(ran.notice);
+                capture.kept = ran.said;
                 capture.kept.truncate(self.schedule.max_output);
-                outcome
+                ran.outcome
             }
         };
         let finished_at = Instant::now();

@@ -277,7 +277,7 @@ fn http_check_follows_redirects_and_reads_responses_as_the_kubelet() {
         }
     }
     server.wait_log(|l| {
-        l.contains("redirected to another host (http://other.invalid/x); not followed")
+        l.contains("is redirected to another host (http://other.invalid/x); not followed")
     });
     let heads = seen.lock().unwrap().clone();
     let first = heads
@@ -686,6 +686,57 @@ fn a_peers_header_text_is_shown_escaped() {
         .text();
     assert!(body.contains(escaped), "{body:?}");
     assert!(!body.contains(['\u{85}', '\u{9b}']), "{body:?}");
+}
+
+/// A redirect to another host is a state, logged when it starts and when
+/// it stops, with the probe's URL: not a line per run.
+#[test]
+fn a_redirect_to_another_host_is_logged_when_it_starts_and_stops() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let away = Arc::new(AtomicBool::new(true));
+    let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flag, count) = (Arc::clone(&away), Arc::clone(&answers));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let answer: &[u8] = if flag.load(Ordering::SeqCst) {
+                b"HTTP/1.1 302 Found\r\nLocation: http://other.invalid/x\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+            };
+            let _ = stream.write_all(answer);
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let server = Server::start(&[
+        &format!("--cmd=http://127.0.0.1:{port}/here"),
+        "--url=/probe",
+        "--period=10ms",
+    ]);
+    let line = server.wait_log(|l| l.contains("redirected to another host"));
+    assert!(
+        line.contains(&format!(
+            "probe /probe: http://127.0.0.1:{port}/here is redirected to another host \
+             (http://other.invalid/x); not followed, and its answer judged, as the kubelet does"
+        )),
+        "{line}"
+    );
+    eventually("20 redirected runs", || {
+        (answers.load(Ordering::SeqCst) >= 20).then_some(())
+    });
+    away.store(false, Ordering::SeqCst);
+    server.wait_log(|l| l.contains("probe /probe: no longer redirected to another host"));
+    let logs = server.logs();
+    let told = logs.iter().filter(|l| l.contains("another host")).count();
+    assert_eq!(told, 2, "{logs:#?}");
 }
 
 // `exechealthz check TARGET...`: the same checks, run once.

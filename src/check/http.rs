@@ -34,6 +34,8 @@ pub(super) enum Via {
 /// counts it, with a warning), 200 to 399 passes (or the `status` option's
 /// list, whose 3xx pass as they are, unfollowed), the body read to its end
 /// up to 10 KiB (and searched for the `body` option's text).
+/// A redirect to another host is a state worth telling, once: it is put
+/// in `notice` (the probe loop logs when it starts and stops).
 pub(super) fn get(
     via: Via,
     host: &str,
@@ -41,6 +43,7 @@ pub(super) fn get(
     path: &str,
     options: &Options,
     deadline: Instant,
+    notice: &mut Option<String>,
 ) -> Result<String, Failure> {
     let mut at = Target {
         host: host.to_string(),
@@ -66,13 +69,11 @@ pub(super) fn get(
             said: response.status_line.clone(),
         })?;
         let Some(next) = next.filter(|next| next.host.eq_ignore_ascii_case(host)) else {
-            crate::error!(
-                "warning: {} check of {}: redirected to another host ({}); \
-                 not followed, and its answer judged, as the kubelet does",
-                if via == Via::H2c { "h2c" } else { "http" },
-                at.url(),
-                location
-            );
+            *notice = Some(format!(
+                "{} is redirected to another host ({location}); not followed, and its \
+                 answer judged, as the kubelet does",
+                at.url()
+            ));
             return judge(response, options);
         };
         at = next;

@@ -262,17 +262,30 @@ fn host_port(authority: &str, default: Option<u16>) -> Result<(String, u16), Str
     Ok((host.to_string(), port))
 }
 
-/// Runs a check within `timeout`: its outcome and what it has to say.
-pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
+/// What one run of a check came to.
+pub struct Ran {
+    pub outcome: Outcome,
+    /// What it has to say (its output).
+    pub said: Vec<u8>,
+    /// A state worth a log line when it starts and when it stops, but not
+    /// a failure: a redirect to another host, not followed.
+    pub notice: Option<String>,
+}
+
+/// Runs a check within `timeout`.
+pub fn run(check: &Check, timeout: Duration) -> Ran {
     let deadline = Instant::now() + timeout;
     let options = &check.options;
+    let mut notice = None;
     let result = match &check.kind {
         Kind::Tcp { host, port } => tcp::run(host, *port, deadline),
         Kind::Http { host, port, path } => {
-            http::get(http::Via::Http1, host, *port, path, options, deadline)
+            let via = http::Via::Http1;
+            http::get(via, host, *port, path, options, deadline, &mut notice)
         }
         Kind::H2c { host, port, path } => {
-            http::get(http::Via::H2c, host, *port, path, options, deadline)
+            let via = http::Via::H2c;
+            http::get(via, host, *port, path, options, deadline, &mut notice)
         }
         Kind::File { path } => file::run(path),
         Kind::Dns { server, name } => dns::run(server.as_ref(), name, deadline),
@@ -282,7 +295,7 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
             service,
         } => grpc::run(host, *port, service, options, deadline),
     };
-    match result {
+    let (outcome, said) = match result {
         Ok(said) => (Outcome::Exited(0), shown(said).into_bytes()),
         Err(Failure::TimedOut) => (
             Outcome::CheckTimedOut {
@@ -310,6 +323,11 @@ pub fn run(check: &Check, timeout: Duration) -> (Outcome, Vec<u8>) {
         Err(Failure::Answered { said, why }) => {
             (Outcome::CheckFailed(shown(why)), shown(said).into_bytes())
         }
+    };
+    Ran {
+        outcome,
+        said,
+        notice: notice.map(shown),
     }
 }
 

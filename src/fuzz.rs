@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::http::conn::{Answer, Ask, Conn, Ctx, Next, Stream, Timeouts};
 use crate::http::head::{self, Method, Scan};
@@ -153,7 +153,6 @@ fn shared() -> Shared {
             output: false,
         },
         enable_quit: true,
-        started: SystemTime::now(),
         requests: Default::default(),
     }
 }

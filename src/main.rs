@@ -138,7 +138,6 @@ fn start(
         children: Arc::clone(children),
         policy,
         enable_quit: config.enable_quit,
-        started: std::time::SystemTime::now(),
         requests: Default::default(),
     };
     let timeouts = http::Timeouts {

@@ -5,9 +5,12 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::results::{Policy, Probe, Snapshot};
+use crate::results::{DURATION_BUCKETS, Policy, Probe, Snapshot};
+
+/// The commit this binary was built from (`build.rs`), or `unknown`.
+const REVISION: &str = env!("EXECHEALTHZ_REVISION");
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -37,12 +40,7 @@ impl RequestCounts {
 }
 
 /// Renders every metric. `requests` is (status code, count) for HTTP answers.
-pub fn render(
-    probes: &[Probe],
-    policy: &Policy,
-    started: SystemTime,
-    requests: &[(u16, u64)],
-) -> String {
+pub fn render(probes: &[Probe], policy: &Policy, requests: &[(u16, u64)]) -> String {
     let now = Instant::now();
     let snapshots: Vec<_> = probes
         .iter()
@@ -111,14 +109,33 @@ pub fn render(
                 .map(|run| run.outcome.exit_code().to_string())
         },
     );
-    single(
+    // The kubelet's prober_probe_duration_seconds, per probe.
+    let name = "exechealthz_probe_duration_seconds";
+    header(
         &mut out,
-        "exechealthz_process_start_time_seconds",
-        "gauge",
-        "When the process started, in seconds since the epoch.",
-        None,
-        &epoch_seconds(started),
+        name,
+        "histogram",
+        "How long the probe's runs took, in seconds.",
     );
+    for (probe, snapshot) in &snapshots {
+        let durations = &snapshot.durations;
+        let mut below = 0;
+        for (i, count) in durations.counts.iter().enumerate() {
+            below += count;
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), f64::to_string);
+            out.push_str(name);
+            out.push_str("_bucket{probe=\"");
+            write_label_value(&mut out, &probe.spec.url);
+            let _ = writeln!(out, "\",le=\"{le}\"}} {below}");
+        }
+        let url = Some(("probe", probe.spec.url.as_str()));
+        let sum = durations.sum;
+        let seconds = format!("{}.{:09}", sum.as_secs(), sum.subsec_nanos());
+        sample(&mut out, &format!("{name}_sum"), url, seconds);
+        sample(&mut out, &format!("{name}_count"), url, below);
+    }
     header(
         &mut out,
         "exechealthz_http_requests_total",
@@ -141,13 +158,16 @@ pub fn render(
         None,
         &crate::log::dropped().to_string(),
     );
-    single(
+    header(
         &mut out,
         "exechealthz_build_info",
         "gauge",
-        "The version of exechealthz serving; always 1.",
-        Some(("version", env!("CARGO_PKG_VERSION"))),
-        "1",
+        "The version of exechealthz serving, and the commit it was built from; always 1.",
+    );
+    let _ = writeln!(
+        out,
+        "exechealthz_build_info{{version=\"{}\",revision=\"{REVISION}\"}} 1",
+        env!("CARGO_PKG_VERSION")
     );
     // What every Prometheus client library exports by default, with the
     // same names and meaning (read from /proc; left out where unreadable).
@@ -238,12 +258,17 @@ fn read_process_metrics() -> ProcessMetrics {
             decimal(utime + stime, ticks as u64),
         ));
     }
-    if let (Some(start), Some(boot), true) = (field(22), boot_time(), ticks > 0) {
+    // Its start, in clock ticks since boot, is that long before now: exact
+    // to a tick (/proc/stat's btime is whole seconds, a second off).
+    if let (Some(start), Some(uptime), true) = (field(22), uptime(), ticks > 0) {
+        let since_start =
+            uptime.saturating_sub(Duration::from_secs_f64(start as f64 / ticks as f64));
+        let started = SystemTime::now() - since_start;
         metrics.push((
             "process_start_time_seconds",
             "gauge",
             "Start time of the process since unix epoch in seconds.",
-            decimal(boot * ticks as u64 + start, ticks as u64),
+            epoch_seconds(started),
         ));
     }
     if let Some(vsize) = field(23) {
@@ -285,11 +310,11 @@ fn read_process_metrics() -> ProcessMetrics {
 }
 
 /// Boot time in seconds since the epoch (`btime` in /proc/stat).
-fn boot_time() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+/// Time since boot, from /proc/uptime (to a hundredth of a second).
+fn uptime() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs_f64(seconds))
 }
 
 /// `value / unit` as an exact decimal (no float formatting code).

@@ -113,6 +113,7 @@ struct State {
     runs: u64,
     failures: u64,
     timeouts: u64,
+    durations: Durations,
     /// Whether the watchdog already reported the current stale spell.
     stale_reported: bool,
     /// The last 503 answer made, and whether it was the stale one: the
@@ -151,6 +152,7 @@ impl Probe {
                 runs: 0,
                 failures: 0,
                 timeouts: 0,
+                durations: Durations::default(),
                 stale_reported: false,
                 unavailable: None,
             }),
@@ -187,6 +189,7 @@ impl Probe {
             run.output = Arc::clone(&same.output);
         }
         state.runs += 1;
+        state.durations.add(run.duration);
         if run.outcome.timed_out() {
             state.timeouts += 1;
         }
@@ -314,6 +317,7 @@ impl Probe {
         };
         Snapshot {
             verdict: state.verdict,
+            durations: state.durations,
             stale,
             passes: reason.is_none(),
             reason,
@@ -350,6 +354,8 @@ impl Probe {
 #[derive(Debug)]
 pub struct Snapshot {
     pub verdict: Verdict,
+    /// How long its runs took, in `DURATION_BUCKETS`.
+    pub durations: Durations,
     /// The newest result is older than `--latency`.
     pub stale: bool,
     /// What the probe's URL answers 200 for.
@@ -362,6 +368,32 @@ pub struct Snapshot {
     pub consecutive_successes: u32,
     pub consecutive_failures: u32,
     pub latest: Option<Run>,
+}
+
+/// Upper bounds of the run-duration histogram's buckets, in seconds: 1 ms
+/// (a built-in check on loopback) to 30 s (the default --latency).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Runs counted by how long they took: one count per bucket (not
+/// cumulative; the last is past every bound), and their total.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Durations {
+    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum: Duration,
+}
+
+impl Durations {
+    fn add(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[bucket] += 1;
+        self.sum += took;
+    }
 }
 
 pub struct Staleness {

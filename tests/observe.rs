@@ -136,8 +136,32 @@ fn metrics_parse_and_match_probe_states() {
         .as_secs_f64();
     let last_run = value(&s, "exechealthz_probe_last_run_timestamp_seconds", ok);
     assert!((now - last_run).abs() < 60.0, "{last_run} vs {now}");
-    let start = value(&s, "exechealthz_process_start_time_seconds", "{}");
-    assert!(start <= now && now - start < 120.0);
+    // One process start time: the standard one.
+    assert!(
+        !s.iter()
+            .any(|(n, _, _)| n == "exechealthz_process_start_time_seconds")
+    );
+    // A histogram of run durations per probe, as Prometheus wants one:
+    // cumulative buckets from 1 ms to 30 s and +Inf, whose last is the
+    // count, which is the probe's runs.
+    let buckets: Vec<(String, f64)> = s
+        .iter()
+        .filter(|(n, l, _)| n == "exechealthz_probe_duration_seconds_bucket" && l.contains(ok))
+        .map(|(_, l, v)| (l.clone(), *v))
+        .collect();
+    assert_eq!(buckets.len(), 15, "{buckets:?}");
+    assert!(buckets[0].0.contains("\"le\":\"0.001\""), "{buckets:?}");
+    assert!(buckets[13].0.contains("\"le\":\"30\""), "{buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    let count = value(&s, "exechealthz_probe_duration_seconds_count", ok);
+    assert_eq!(buckets[14].1, count);
+    let runs = value(&s, "exechealthz_probe_runs_total", ok);
+    assert!(
+        count >= 1.0 && (count - runs).abs() <= 1.0,
+        "{count} vs {runs}"
+    );
+    let sum = value(&s, "exechealthz_probe_duration_seconds_sum", ok);
+    assert!(sum > 0.0 && sum < count * 10.0, "{sum}");
     assert_eq!(
         value(&s, "exechealthz_probe_up", "\"probe\":\"/quotes\""),
         1.0
@@ -370,6 +394,16 @@ fn standard_process_metrics_and_build_info() {
     };
     let version = format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(&s, "exechealthz_build_info", &version), 1.0);
+    // The commit built from: this checkout's, where git can tell.
+    let head = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let revision = format!("\"revision\":\"{head}\"");
+    assert_eq!(value(&s, "exechealthz_build_info", &revision), 1.0);
     let rss = value(&s, "process_resident_memory_bytes", "{}");
     let pid_rss = proc_status(server.pid(), "VmRSS") as f64 * 1024.0;
     assert!(
@@ -385,10 +419,19 @@ fn standard_process_metrics_and_build_info() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
+    // Exact to a clock tick, not to a second: between the moments just
+    // before and just after the test spawned it (give or take 30 ms: a
+    // tick, and /proc/uptime's hundredths).
     let start = value(&s, "process_start_time_seconds", "{}");
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let (before, after) = (epoch(server.spawned.0), epoch(server.spawned.1));
     assert!(
-        start <= now + 1.0 && now - start < 120.0,
-        "{start} vs {now}"
+        before - 0.03 <= start && start <= after + 0.03 && start <= now,
+        "{start} vs spawned between {before} and {after}"
     );
     for (name, kind) in [
         ("exechealthz_build_info", "gauge"),

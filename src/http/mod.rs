@@ -16,7 +16,6 @@ pub(crate) mod routes;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 pub use conn::Timeouts;
 pub use front::Front;
@@ -42,7 +41,6 @@ pub struct Shared {
     pub children: Arc<Children>,
     pub policy: Policy,
     pub enable_quit: bool,
-    pub started: SystemTime,
     pub requests: RequestCounts,
 }
 

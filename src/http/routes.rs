@@ -179,12 +179,7 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
         Resource::Metrics => {
             // Counted before rendering, so a scrape sees itself.
             shared.requests.count(200);
-            let text = metrics::render(
-                &shared.probes,
-                &shared.policy,
-                shared.started,
-                &shared.requests.snapshot(),
-            );
+            let text = metrics::render(&shared.probes, &shared.policy, &shared.requests.snapshot());
             let reply = reply(200, metrics::CONTENT_TYPE, text.into_bytes());
             let (bytes, body) = serialize(&reply, head.http11, head.keep_alive, is_head(head));
             return Some(Answer {

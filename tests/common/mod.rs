@@ -17,6 +17,8 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 pub struct Server {
     pub child: Child,
     pub address: SocketAddr,
+    /// The wall clock just before and just after the process was spawned.
+    pub spawned: (std::time::SystemTime, std::time::SystemTime),
     logs: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
@@ -75,12 +77,14 @@ impl Server {
     }
 
     fn spawn(mut command: Command, stdin: Stdio) -> Server {
+        let before = std::time::SystemTime::now();
         let mut child = command
             .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start exechealthz");
+        let spawned = (before, std::time::SystemTime::now());
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = Arc::clone(&logs);
@@ -94,6 +98,7 @@ impl Server {
         Server {
             child,
             address: "127.0.0.1:1".parse().unwrap(),
+            spawned,
             logs,
         }
     }

@@ -7,7 +7,9 @@
 # - `podman healthcheck run` on the container with the exec probe
 #   (`exechealthz check`) exits 0, and non-zero once what it checks fails;
 # - `podman pod stop` stops the sidecar with exit status 0 within its grace.
-# Called by release-check.sh once the amd64 image is built.
+# Called by release-check.sh once the amd64 image is built, in its own
+# container store (EXECHEALTHZ_STORE: podman's --root, --runroot and
+# --storage-driver); run alone, it uses podman's store as configured.
 #
 #   scripts/pod-check.sh IMAGE
 #
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 image=${1:?usage: pod-check.sh IMAGE}
 fail() { echo "pod-check: $*" >&2; exit 1; }
 [ -x /bin/busybox ] || fail "needs a static busybox at /bin/busybox (Debian: busybox-static)"
-PODMAN="podman --storage-driver vfs --runtime runc --cgroup-manager cgroupfs"
+PODMAN="podman ${EXECHEALTHZ_STORE:-} --runtime runc --cgroup-manager cgroupfs"
 work=$(mktemp -d)
 pod=exechealthz-pod-check
 name=exechealthz-exec-form

@@ -6,7 +6,11 @@
 # image run as it is with podman (read-only, 65534, no capabilities); a pod
 # from deploy/ run with podman kube play, its exec probe through
 # `exechealthz check` (scripts/pod-check.sh); sizes against budgets; the
-# deploy/ examples. Installs what it needs.
+# deploy/ examples. Installs what it needs (Debian packages, and the Python
+# ones its checks use), and keeps its images in a container store of its
+# own (--root and --runroot under a temporary folder, removed at the end),
+# so that a podman already in use here, whatever its storage driver, is
+# left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +27,27 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 python3 -c 'import kubernetes_validate' 2>/dev/null || pip install -q kubernetes-validate
+python3 -c 'import grpc, grpc_health.v1.health' 2>/dev/null ||
+  pip install -q grpcio grpcio-health-checking
+echo "release-check: tools ready (file, qemu-user-static, buildah, podman, runc, busybox-static;" \
+  "Python: kubernetes-validate, grpcio, grpcio-health-checking)"
+
+# A container store of our own: the user's (/var/lib/containers/storage)
+# may have been made with another driver ("database storage graph driver
+# does not match"); ours is vfs, which works anywhere, and goes at the end.
+store=$(mktemp -d "${TMPDIR:-/tmp}/exechealthz-release-check.XXXXXX")
+export EXECHEALTHZ_STORE="--root $store/root --runroot $store/run --storage-driver vfs"
+BUILDAH="buildah $EXECHEALTHZ_STORE"
+PODMAN="podman $EXECHEALTHZ_STORE --runtime runc --cgroup-manager cgroupfs"
+containers=()
+cleanup() {
+  for c in "${containers[@]}"; do $PODMAN rm -f "$c" >/dev/null 2>&1 || true; done
+  $PODMAN pod rm -af >/dev/null 2>&1 || true
+  $PODMAN rm -af >/dev/null 2>&1 || true
+  $BUILDAH rm --all >/dev/null 2>&1 || true
+  rm -rf "$store"
+}
+trap cleanup EXIT
 
 declare -A machine=(
   [amd64]="x86-64"
@@ -52,9 +77,8 @@ for arch in amd64 arm arm64 ppc64le; do
   summary+=("$arch: $size bytes ($((size / 1024)) KiB, budget ${budget[$arch]} KiB), musl static, ran ${qemu[$arch]:-natively}")
 done
 
-say "images and their OCI image index (buildah)"
-BUILDAH="buildah --storage-driver vfs"
-make --no-print-directory manifest | tee /tmp/manifest.log
+say "images and their OCI image index (buildah, in our own store)"
+make --no-print-directory manifest BUILDAH="$BUILDAH" | tee /tmp/manifest.log
 index=bin/oci/index.json
 python3 - "$index" <<'PY'
 import json, sys
@@ -117,16 +141,13 @@ print("labels:", ", ".join(f"{k}={v}" for k, v in sorted(short.items())))
 say "the amd64 image as it is: podman, no arguments, read-only, 65534, no capabilities"
 # This machine may not raise rlimits: podman needs them given explicitly;
 # its cgroups (v1/hybrid) need runc with cgroupfs, not crun (see
-# shared/docs/toolchain.md). The same vfs store as buildah.
-PODMAN="podman --storage-driver vfs --runtime runc --cgroup-manager cgroupfs"
+# shared/docs/toolchain.md). Our own store, as buildah's.
 hostport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 name=exechealthz-release-check
-$PODMAN rm -f "$name" >/dev/null 2>&1 || true
+containers+=("$name")
 $PODMAN run -d --name "$name" --read-only --user 65534:65534 --cap-drop ALL \
   --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
   -p "127.0.0.1:$hostport:8080" "$image" >/dev/null
-cleanup() { $PODMAN rm -f "$name" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
 got=""
 for _ in $(seq 1 100); do
   got=$(python3 -c "

@@ -444,16 +444,16 @@ fn a_freeze_does_not_turn_a_finished_command_into_a_timeout() {
 
 #[test]
 fn the_readmes_daemon_recipe_leaves_a_daemon() {
-    // The README's recipe, as written there, with `sleep` as the daemon
+    // The recipe in docs/probes.md, as written there, with `sleep` as the daemon
     // and `true` as the check: detached in the foreground, the daemon has
     // left the group before the command exits and the group is killed.
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/probes.md")).unwrap();
     let recipe = readme
         .lines()
         .find_map(|l| l.trim().strip_prefix("--cmd '")?.strip_suffix('\''))
         .filter(|cmd| cmd.contains("my-daemon"))
-        .expect("the README's daemon recipe: --cmd '...my-daemon...'");
+        .expect("the daemon recipe in docs/probes.md: --cmd '...my-daemon...'");
     let token = unique_sleep();
     let cmd = recipe
         .replace("check-my-daemon", "true")

@@ -385,7 +385,7 @@ def wrk_other(argv, seconds, close=False):
         proc.wait()
 
 
-def bench_http(binary, bare, seconds, rounds=3):
+def bench_http(binary, bare, seconds, rounds=5):
     """Keep-alive: the server, bare tiny_http and the C floor, `rounds`
     times each, alternating (these figures drift with the machine; the
     median of each is printed). Then connection per request, once each."""
@@ -451,7 +451,9 @@ def bench_idle_connections(binary, count=2000):
         time.sleep(0.3)
         for _ in range(count):
             held.append(socket.create_connection(("127.0.0.1", port)))
-        time.sleep(0.3)
+        # A client that sends nothing is handed to the server after 1 s
+        # (TCP_DEFER_ACCEPT): wait until all are in, so that they count.
+        time.sleep(2.5)
         rss = status_kb(proc.pid, "VmRSS")
         times = sorted(get_ms(port) for _ in range(20))
     finally:

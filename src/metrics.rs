@@ -122,9 +122,7 @@ pub fn render(probes: &[Probe], policy: &Policy, requests: &[(u16, u64)]) -> Str
         let mut below = 0;
         for (i, count) in durations.counts.iter().enumerate() {
             below += count;
-            let le = DURATION_BUCKETS
-                .get(i)
-                .map_or("+Inf".to_string(), f64::to_string);
+            let le = DURATION_BUCKETS.get(i).map_or("+Inf", |(_, le)| le);
             out.push_str(name);
             out.push_str("_bucket{probe=\"");
             write_label_value(&mut out, &probe.spec.url);
@@ -261,8 +259,10 @@ fn read_process_metrics() -> ProcessMetrics {
     // Its start, in clock ticks since boot, is that long before now: exact
     // to a tick (/proc/stat's btime is whole seconds, a second off).
     if let (Some(start), Some(uptime), true) = (field(22), uptime(), ticks > 0) {
-        let since_start =
-            uptime.saturating_sub(Duration::from_secs_f64(start as f64 / ticks as f64));
+        let ticks = ticks as u64;
+        let at = Duration::from_secs(start / ticks)
+            + Duration::from_nanos(start % ticks * 1_000_000_000 / ticks);
+        let since_start = uptime.saturating_sub(at);
         let started = SystemTime::now() - since_start;
         metrics.push((
             "process_start_time_seconds",
@@ -313,8 +313,10 @@ fn read_process_metrics() -> ProcessMetrics {
 /// Time since boot, from /proc/uptime (to a hundredth of a second).
 fn uptime() -> Option<Duration> {
     let text = std::fs::read_to_string("/proc/uptime").ok()?;
-    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_secs_f64(seconds))
+    // `12345.67`: seconds and hundredths, read without floats.
+    let (whole, hundredths) = text.split_whitespace().next()?.split_once('.')?;
+    let hundredths: u64 = hundredths.get(..2)?.parse().ok()?;
+    Some(Duration::from_secs(whole.parse().ok()?) + Duration::from_millis(hundredths * 10))
 }
 
 /// `value / unit` as an exact decimal (no float formatting code).

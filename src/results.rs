@@ -370,10 +370,25 @@ pub struct Snapshot {
     pub latest: Option<Run>,
 }
 
-/// Upper bounds of the run-duration histogram's buckets, in seconds: 1 ms
-/// (a built-in check on loopback) to 30 s (the default --latency).
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Upper bounds of the run-duration histogram's buckets, in microseconds
+/// and as `le` labels: 1 ms (a built-in check on loopback) to 30 s (the
+/// default --latency). Integers, not floats: float formatting and parsing
+/// would cost the binary more than all of /metrics.
+pub const DURATION_BUCKETS: [(u64, &str); 14] = [
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (500_000, "0.5"),
+    (1_000_000, "1"),
+    (2_500_000, "2.5"),
+    (5_000_000, "5"),
+    (10_000_000, "10"),
+    (30_000_000, "30"),
 ];
 
 /// Runs counted by how long they took: one count per bucket (not
@@ -386,10 +401,10 @@ pub struct Durations {
 
 impl Durations {
     fn add(&mut self, took: Duration) {
-        let seconds = took.as_secs_f64();
+        let micros = took.as_micros();
         let bucket = DURATION_BUCKETS
             .iter()
-            .position(|&bound| seconds <= bound)
+            .position(|&(bound, _)| micros <= u128::from(bound))
             .unwrap_or(DURATION_BUCKETS.len());
         self.counts[bucket] += 1;
         self.sum += took;

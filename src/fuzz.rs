@@ -212,7 +212,7 @@ pub fn connection(data: &[u8]) {
         let next = {
             let mut respond = |ask: Ask| {
                 let to_head = matches!(&ask, Ask::Request(h) if h.method == Method::Head);
-                let answer = routes::answer(&shared, &mut cache, ask, peer)?;
+                let answer = routes::answer(&shared, &mut cache, ask, peer, Instant::now())?;
                 made.push(Made {
                     bytes: whole(&answer),
                     to_head,

@@ -97,6 +97,8 @@ impl Policy {
 pub struct Probe {
     pub spec: ProbeSpec,
     state: Mutex<State>,
+    /// The `ok` body, made once: every passing answer shares it.
+    ok: Arc<[u8]>,
 }
 
 #[derive(Debug)]
@@ -156,6 +158,7 @@ impl Probe {
                 stale_reported: false,
                 unavailable: None,
             }),
+            ok: Arc::from(&b"ok"[..]),
         }
     }
 
@@ -227,7 +230,7 @@ impl Probe {
                 let success = state.last_success.as_ref().expect("passing");
                 Arc::clone(&success.output)
             } else {
-                Arc::from(&b"ok"[..])
+                Arc::clone(&self.ok)
             };
             return Answer { status: 200, body };
         }

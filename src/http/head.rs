@@ -38,6 +38,12 @@ pub struct Scan {
     line_start: usize,
     /// Lines completed so far (the request line is the first).
     lines: usize,
+    /// Where the request line ends, until it is checked: a head that is
+    /// complete in one call is checked whole by `parse` (one httparse
+    /// pass, not two: a tenth of a request's instructions); one still
+    /// coming has its request line checked at once, so that garbage is
+    /// refused without waiting for a head that never ends.
+    unchecked_line: Option<usize>,
 }
 
 impl Scan {
@@ -61,7 +67,10 @@ impl Scan {
                     Some(b'\n') => {}
                     // RFC 9112 2.2: a bare CR is invalid; refused at once
                     // rather than waiting for a line end that never comes.
-                    Some(_) => return Err(reject(400, "bare CR in the request head")),
+                    Some(_) => {
+                        let bare = reject(400, "bare CR in the request head");
+                        return Err(self.first_the_request_line(buffer, bare));
+                    }
                 }
                 continue;
             }
@@ -70,33 +79,55 @@ impl Scan {
             }
             let line = &buffer[self.line_start..at];
             let Some(line) = line.strip_suffix(b"\r") else {
-                return Err(reject(400, "line not ended by CRLF"));
+                let bare = reject(400, "line not ended by CRLF");
+                return Err(self.first_the_request_line(buffer, bare));
             };
             if line.len() > MAX_LINE {
-                return Err(self.too_long());
+                let long = self.too_long();
+                return Err(self.first_the_request_line(buffer, long));
             }
             if self.lines == 0 {
-                request_line(&buffer[..=at])?;
+                self.unchecked_line = Some(at + 1);
             }
             self.line_start = at + 1;
             if line.is_empty() {
                 if at + 1 > MAX_HEAD {
-                    return Err(reject(431, "request head too large"));
+                    return Err(
+                        self.first_the_request_line(buffer, reject(431, "request head too large"))
+                    );
                 }
+                // `parse` checks the request line with the rest.
+                self.unchecked_line = None;
                 return Ok(Some(at + 1));
             }
             self.lines += 1;
             if self.lines > MAX_HEADERS + 1 {
-                return Err(reject(431, "too many header fields"));
+                return Err(
+                    self.first_the_request_line(buffer, reject(431, "too many header fields"))
+                );
             }
         }
         if buffer.len() - self.line_start > MAX_LINE {
-            return Err(self.too_long());
+            return Err(self.first_the_request_line(buffer, self.too_long()));
         }
         if buffer.len() > MAX_HEAD {
-            return Err(reject(431, "request head too large"));
+            return Err(self.first_the_request_line(buffer, reject(431, "request head too large")));
+        }
+        // More to come: a request line that cannot be is refused now.
+        if let Some(end) = self.unchecked_line.take() {
+            request_line(&buffer[..end])?;
         }
         Ok(None)
+    }
+
+    /// `later`, unless the request line not yet checked is wrong: its
+    /// refusal comes first, as it would have had it been checked when it
+    /// ended.
+    fn first_the_request_line(&mut self, buffer: &[u8], later: Reject) -> Reject {
+        match self.unchecked_line.take() {
+            Some(end) => request_line(&buffer[..end]).err().unwrap_or(later),
+            None => later,
+        }
     }
 
     fn too_long(&self) -> Reject {
@@ -652,5 +683,46 @@ mod tests {
         // Equal repeated lengths are fine.
         let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n";
         assert_eq!(full(same).unwrap().content_length, 2);
+    }
+
+    /// A head is refused (or not) the same, with the same status, whether
+    /// it comes whole (one httparse pass, in `parse`) or byte by byte (its
+    /// request line checked as soon as it ends, so garbage is refused
+    /// without waiting); and a bad request line is what is refused first,
+    /// whatever comes after it.
+    #[test]
+    fn a_head_whole_or_in_pieces_gets_the_same_verdict() {
+        let heads: [&[u8]; 9] = [
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /healthz HTTP/3.0\r\nHost: a\r\n\r\n",
+            b"GET /healthz HTTP/1.x\r\nHost: a\r\n\r\n",
+            b"GET  /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nBad Name: a\r\n\r\n",
+            b"GET /healthz HTTP/9.9\r\nHost: a\rb\r\n\r\n",
+            b"GET /healthz HTTP/9.9\r\nHost: a\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        let verdict = |result: Result<Head, Reject>| result.map(|_| ()).map_err(|r| r.status);
+        for head in heads {
+            let whole = Scan::default()
+                .advance(head)
+                .and_then(|end| parse(&head[..end.expect("complete")]));
+            let mut scan = Scan::default();
+            let mut pieces = Err(Reject { status: 0, why: "" });
+            for end in 1..=head.len() {
+                match scan.advance(&head[..end]) {
+                    Ok(None) => continue,
+                    Ok(Some(n)) => pieces = parse(&head[..n]),
+                    Err(reject) => pieces = Err(reject),
+                }
+                break;
+            }
+            let shown = String::from_utf8_lossy(head);
+            assert_eq!(verdict(whole), verdict(pieces), "{shown:?}");
+        }
+        // The request line's refusal comes first: 505, not the bare CR.
+        let bad = b"GET /healthz HTTP/9.9\r\nHost: a\rb\r\n\r\n";
+        assert_eq!(scan_all(bad).map_err(|r| r.status), Err(505));
     }
 }

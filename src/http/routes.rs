@@ -81,9 +81,17 @@ fn find(shared: &Shared, path: &[u8]) -> Option<Resource> {
 
 /// The answer to what the connection from `peer` asks; `None` for a
 /// report that must wait (see `HELD_MAX`).
-pub fn answer(shared: &Shared, cache: &mut Cache, ask: Ask, peer: SocketAddr) -> Option<Answer> {
+/// The answer to `ask`, at `now` (the caller's clock: one reading per
+/// request, not one per use).
+pub fn answer(
+    shared: &Shared,
+    cache: &mut Cache,
+    ask: Ask,
+    peer: SocketAddr,
+    now: Instant,
+) -> Option<Answer> {
     match ask {
-        Ask::Request(head) => request(shared, cache, head, peer),
+        Ask::Request(head) => request(shared, cache, head, peer, now),
         Ask::Refuse(reject) => Some(refusal(shared, reject)),
     }
 }
@@ -106,7 +114,13 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Arc<[u8]>>) ->
     }
 }
 
-fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) -> Option<Answer> {
+fn request(
+    shared: &Shared,
+    cache: &mut Cache,
+    head: &Head,
+    peer: SocketAddr,
+    now: Instant,
+) -> Option<Answer> {
     let (path, query) = match &head.target {
         Target::Server => {
             // OPTIONS *: what the server as a whole supports.
@@ -173,7 +187,7 @@ fn request(shared: &Shared, cache: &mut Cache, head: &Head, peer: SocketAddr) ->
             reply(rendered.status, TEXT, rendered.body.into_bytes())
         }
         Resource::Probe(i) => {
-            let answer = shared.probes[i].answer(Instant::now(), &shared.policy);
+            let answer = shared.probes[i].answer(now, &shared.policy);
             reply(answer.status, TEXT, answer.body)
         }
         Resource::Metrics => {

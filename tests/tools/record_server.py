@@ -68,9 +68,16 @@ def serve_http(listener, log):
         def log_message(self, *args):
             pass
 
+    def serve(conn):
+        try:
+            Handler(conn, ("client", 0), None)
+        finally:
+            conn.close()
+
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=lambda c=conn: Handler(c, ("client", 0), None), daemon=True).start()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        del conn  # closed by its thread when it is done, not held here
 
 
 def serve_h2c(listener, log):
@@ -114,9 +121,16 @@ def serve_h2c(listener, log):
             if out:
                 conn.sendall(out)
 
+    def serve(conn):
+        try:
+            one(conn)
+        finally:
+            conn.close()
+
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=one, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        del conn  # closed by its thread when it is done, not held here
 
 
 def main():

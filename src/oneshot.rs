@@ -179,8 +179,9 @@ fn run(targets: &[(String, Check)], timeout: Duration) -> Vec<Outcome> {
     let longest = targets.iter().map(|(_, c)| timeout_of(c)).max();
     // A check that keeps the deadline itself reports right at it, with
     // more to say (which step of a grpc:// check ran out): a moment's
-    // grace lets its words, not ours, be the ones printed.
-    let deadline = Instant::now() + longest.unwrap_or(timeout) + Duration::from_millis(20);
+    // grace lets its words, not ours, be the ones printed (100 ms: on a
+    // loaded machine 20 ms was not always enough for its thread to report).
+    let deadline = Instant::now() + longest.unwrap_or(timeout) + Duration::from_millis(100);
     // Each check's result, filled in by its thread (a lock and a condvar
     // the server has anyway, not a channel: 10 KiB less of binary).
     let results: Arc<(Mutex<Vec<Option<Outcome>>>, Condvar)> =

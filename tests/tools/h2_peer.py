@@ -344,7 +344,7 @@ def scenario(peer, name):
     elif name == "settings-then-silent":
         # Ready (its preface sent), then no answer.
         peer.preface()
-        time.sleep(3)
+        time.sleep(4)
     else:
         sys.exit("unknown scenario " + name)
 

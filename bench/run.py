@@ -520,16 +520,7 @@ def bench_reconnect_storm(binary, clients=200, probes=100):
     """`prlimit --nofile=64`, `clients` reconnecting at once (idle, then a
     byte a second): fresh GET /healthz answered 200 within 1 s, of 100."""
     for trickle in (False, True):
-        proc = subprocess.Popen(
-            ["prlimit", "--nofile=64:64", binary, "--port=0", "--period=10ms"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        port = None
-        deadline = time.time() + 10
-        while port is None and time.time() < deadline:
-            m = re.search(r"listening on .*:(\d+)$", proc.stderr.readline().strip())
-            if m:
-                port = int(m.group(1))
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        proc, port = start_with_nofile(binary)
         stop = threading.Event()
         try:
             time.sleep(0.3)
@@ -623,11 +614,11 @@ def bench_fresh_get_under_hogs(binary):
         figure(f"RSS while {label}", rss, "kB")
 
 
-def bench_low_descriptor_limit(binary, clients=200):
-    """`prlimit --nofile=64`, 200 clients at once: the probe keeps 200, and
-    each client gets its answer or its close, soon."""
+def start_with_nofile(binary, nofile=64):
+    """The server under `prlimit --nofile=N` with its probe at 10 ms, and
+    its port, from its start-up line; its stderr drained from then on."""
     proc = subprocess.Popen(
-        ["prlimit", "--nofile=64:64", binary, "--port=0", "--period=10ms"],
+        ["prlimit", f"--nofile={nofile}:{nofile}", binary, "--port=0", "--period=10ms"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     port = None
     deadline = time.time() + 10
@@ -636,6 +627,13 @@ def bench_low_descriptor_limit(binary, clients=200):
         if m:
             port = int(m.group(1))
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    return proc, port
+
+
+def bench_low_descriptor_limit(binary, clients=200):
+    """`prlimit --nofile=64`, 200 clients at once: the probe keeps 200, and
+    each client gets its answer or its close, soon."""
+    proc, port = start_with_nofile(binary)
     stop = threading.Event()
     checks = []
 

@@ -468,22 +468,32 @@ fn tcp_check_on_a_bracketed_ipv6_address() {
     );
 }
 
-#[test]
-fn dns_check_without_a_server_uses_resolv_conf() {
-    // A private mount namespace whose /etc/resolv.conf names our peer; it
-    // must listen on port 53, so it takes a loopback address of its own.
+/// UDP port 53 of loopback address `ip`, bound, where a private mount
+/// namespace can be made (so that its own /etc/resolv.conf can name it);
+/// `None`, the test skipped, where either needs root that we lack.
+fn port_53_in_a_mount_namespace(ip: &str) -> Option<UdpSocket> {
     let ok = Command::new("unshare")
         .args(["--mount", "true"])
         .status()
         .is_ok_and(|s| s.success());
-    let Ok(socket) = UdpSocket::bind("127.0.0.77:53") else {
-        eprintln!("SKIPPED: cannot bind 127.0.0.77:53 (needs root)");
-        return;
+    let Ok(socket) = UdpSocket::bind(format!("{ip}:53")) else {
+        eprintln!("SKIPPED: cannot bind {ip}:53 (needs root)");
+        return None;
     };
     if !ok {
         eprintln!("SKIPPED: cannot create a mount namespace (needs root)");
-        return;
+        return None;
     }
+    Some(socket)
+}
+
+#[test]
+fn dns_check_without_a_server_uses_resolv_conf() {
+    // A private mount namespace whose /etc/resolv.conf names our peer; it
+    // must listen on port 53, so it takes a loopback address of its own.
+    let Some(socket) = port_53_in_a_mount_namespace("127.0.0.77") else {
+        return;
+    };
     drop(socket);
     let (_peer, _) = dns_peer_at("127.0.0.77:53");
     let dir = TempDir::new("resolv");
@@ -589,18 +599,9 @@ fn http_check_makes_at_most_ten_requests_as_the_kubelet() {
 /// stuck holds one thread, not one per run.
 #[test]
 fn a_hanging_name_lookup_is_bounded_by_the_timeout() {
-    let ok = Command::new("unshare")
-        .args(["--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let Ok(silent) = UdpSocket::bind("127.0.0.78:53") else {
-        eprintln!("SKIPPED: cannot bind 127.0.0.78:53 (needs root)");
+    let Some(silent) = port_53_in_a_mount_namespace("127.0.0.78") else {
         return;
     };
-    if !ok {
-        eprintln!("SKIPPED: cannot create a mount namespace (needs root)");
-        return;
-    }
     let dir = TempDir::new("resolv-hangs");
     let conf = dir.file("resolv.conf");
     std::fs::write(

@@ -47,6 +47,21 @@ def record(log, method, path, headers):
         f.write("|".join([f"{method} {path}"] + [f"{n}: {v}" for n, v in headers]) + "\n")
 
 
+def serve_each(listener, handle):
+    """Each connection on a thread of its own, closed when it is done (not
+    held open by this loop until the next one comes)."""
+    def serve(conn):
+        try:
+            handle(conn)
+        finally:
+            conn.close()
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        del conn
+
+
 def serve_http(listener, log):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -68,16 +83,7 @@ def serve_http(listener, log):
         def log_message(self, *args):
             pass
 
-    def serve(conn):
-        try:
-            Handler(conn, ("client", 0), None)
-        finally:
-            conn.close()
-
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-        del conn  # closed by its thread when it is done, not held here
+    serve_each(listener, lambda conn: Handler(conn, ("client", 0), None))
 
 
 def serve_h2c(listener, log):
@@ -121,16 +127,7 @@ def serve_h2c(listener, log):
             if out:
                 conn.sendall(out)
 
-    def serve(conn):
-        try:
-            one(conn)
-        finally:
-            conn.close()
-
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-        del conn  # closed by its thread when it is done, not held here
+    serve_each(listener, one)
 
 
 def main():

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::h2::{self, Client, Response};
 use super::hpack::{self, Field};
 use super::options::Options;
-use super::{Failure, USER_AGENT, left, open};
+use super::{Failure, USER_AGENT, authority, left, open};
 
 /// The health answer is a few bytes; a larger message fails the call.
 const MAX_MESSAGE: usize = 4 * 1024;
@@ -74,15 +74,6 @@ pub(super) fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> 
     hpack::literal(&mut block, hpack::USER_AGENT, "", USER_AGENT);
     hpack::literal(&mut block, 0, "grpc-timeout", &format!("{millis}m"));
     block
-}
-
-/// `host:port`, `[v6]:port`.
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// `HealthCheckRequest { service }` in protobuf (field 1, a string; left

@@ -187,11 +187,7 @@ pub(super) struct Target {
 impl Target {
     /// `host:port`, `[v6]:port`: the request's authority.
     pub(super) fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        super::authority(&self.host, self.port)
     }
 
     fn url(&self) -> String {

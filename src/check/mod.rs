@@ -388,6 +388,15 @@ impl Failure {
     }
 }
 
+/// `host:port`, or `[v6]:port`: a request's authority (http, h2c, grpc).
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// How the http:// and grpc:// checks introduce themselves.
 const USER_AGENT: &str = concat!("exechealthz/", env!("CARGO_PKG_VERSION"));
 

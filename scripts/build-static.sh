@@ -36,10 +36,18 @@ case $arch in
   *) echo "build-static.sh: unknown ARCH '$arch' (amd64, arm, arm64, ppc64le)" >&2; exit 2 ;;
 esac
 # EXAMPLE=bare builds examples/bare.rs the same way (for `make bench`).
+# TLS=1 builds the TLS flavour (the `tls` feature) as
+# bin/ARCH/exechealthz-tls.
+case ${TLS:-} in
+  "" | 0 | no) tls= ;;
+  *) tls=1 ;;
+esac
 if [ -n "${EXAMPLE:-}" ]; then
-  what=(--example "$EXAMPLE"); sub=examples/; name=$EXAMPLE
+  what=(--example "$EXAMPLE"); sub=examples/; name=$EXAMPLE; built=$name
+elif [ -n "$tls" ]; then
+  what=(--features tls); sub=; name=exechealthz-tls; built=exechealthz
 else
-  what=(); sub=; name=exechealthz
+  what=(); sub=; name=exechealthz; built=$name
 fi
 out=bin/$arch/$name
 # Cargo's output folder, wherever CARGO_TARGET_DIR puts it (relative to here).
@@ -86,7 +94,7 @@ else
     -Zbuild-std=std,panic_abort -Zbuild-std-features=
 fi
 
-scripts/install.sh "$target_dir/$musl/release/$sub$name" "$out"
+scripts/install.sh "$target_dir/$musl/release/$sub$built" "$out"
 info=$(file -b "$out" 2>/dev/null || echo 'file(1) not installed')
 case $info in
   *"dynamically linked"* | *interpreter*) fail "$out is not static: $info" ;;

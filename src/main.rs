@@ -8,7 +8,7 @@
 use exechealthz::config::{self, Config, Invocation};
 use exechealthz::process::{self, Children};
 use exechealthz::results::{Policy, Probe};
-use exechealthz::{THREAD_STACK, duration, error, http, info, json, log, probe, watchdog};
+use exechealthz::{THREAD_STACK, check, duration, error, http, info, json, log, probe, watchdog};
 use std::sync::Arc;
 use std::thread;
 
@@ -44,9 +44,12 @@ fn main() {
     }));
     let config = match config::parse(args) {
         Ok(Invocation::Run(config)) => config,
-        Ok(Invocation::Help) => return print_or_exit(config::USAGE),
+        Ok(Invocation::Help) => {
+            return print_or_exit(&format!("{}\n{}", config::USAGE, check::TLS_USAGE));
+        }
         Ok(Invocation::Version) => {
-            return print_or_exit(&format!("exechealthz {}\n", env!("CARGO_PKG_VERSION")));
+            let (version, features) = (env!("CARGO_PKG_VERSION"), check::FEATURES);
+            return print_or_exit(&format!("exechealthz {version} (features: {features})\n"));
         }
         Err(e) => {
             // Text: a plain line, as Go's flag package prints its errors.

@@ -70,6 +70,8 @@ pub fn main(args: &[OsString]) -> i32 {
         // A help that cannot be written is still not a failed check.
         Ok(Ask::Help) => {
             let _ = stdout.write_all(USAGE.as_bytes());
+            let _ = stdout.write_all(b"\n");
+            let _ = stdout.write_all(crate::check::TLS_USAGE.as_bytes());
             0
         }
         Ok(Ask::Run { timeout, targets }) => {

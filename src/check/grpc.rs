@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::h2::{self, Client, Response};
 use super::hpack::{self, Field};
 use super::options::Options;
-use super::{Failure, USER_AGENT, authority, left, open};
+use super::{ALPN_H2, Failure, USER_AGENT, authority, left, open};
 
 /// The health answer is a few bytes; a larger message fails the call.
 const MAX_MESSAGE: usize = 4 * 1024;
@@ -27,6 +27,7 @@ pub(super) fn run(
     host: &str,
     port: u16,
     service: &str,
+    tls: bool,
     options: &Options,
     deadline: Instant,
 ) -> Result<String, Failure> {
@@ -36,10 +37,10 @@ pub(super) fn run(
         Failure::TimedOutIn("connect") => Failure::ConnectTimedOut(authority(host, port)),
         other => other,
     };
-    let (mut stream, addr) =
-        open(host, port, options.socket.as_deref(), deadline).map_err(not_ready)?;
+    let alpn = tls.then_some(ALPN_H2);
+    let (mut stream, addr) = open(host, port, options, alpn, deadline).map_err(not_ready)?;
     let left = left(deadline).map_err(|f| f.during("health rpc"))?;
-    let mut headers = request_headers(host, port, left);
+    let mut headers = request_headers(host, port, tls, left);
     for (key, value) in &options.metadata {
         // gRPC metadata: a -bin key's value is sent in base64 (gRPC over
         // HTTP/2: unpadded is what grpc-go sends).
@@ -60,13 +61,18 @@ pub(super) fn run(
 
 /// The request's header block: a gRPC call's pseudo-headers and headers,
 /// with what is left of the deadline as `grpc-timeout`.
-pub(super) fn request_headers(host: &str, port: u16, left: Duration) -> Vec<u8> {
+pub(super) fn request_headers(host: &str, port: u16, tls: bool, left: Duration) -> Vec<u8> {
     let authority = authority(host, port);
     // Whole milliseconds, rounded up: the server never waits less than we do.
     let millis = left.as_micros().div_ceil(1000).clamp(1, 99_999_999);
     let mut block = Vec::with_capacity(160);
     hpack::indexed(&mut block, hpack::METHOD_POST);
-    hpack::indexed(&mut block, hpack::SCHEME_HTTP);
+    let scheme = if tls {
+        hpack::SCHEME_HTTPS
+    } else {
+        hpack::SCHEME_HTTP
+    };
+    hpack::indexed(&mut block, scheme);
     hpack::literal(&mut block, hpack::PATH, "", "/grpc.health.v1.Health/Check");
     hpack::literal(&mut block, hpack::AUTHORITY, "", &authority);
     hpack::literal(&mut block, hpack::CONTENT_TYPE, "", "application/grpc");

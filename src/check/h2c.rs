@@ -25,12 +25,7 @@ pub(super) fn fetch(
     options: &Options,
     deadline: Instant,
 ) -> Result<Response, Failure> {
-    let (mut stream, addr) = open(
-        &target.host,
-        target.port,
-        options.socket.as_deref(),
-        deadline,
-    )?;
+    let (mut stream, addr) = open(&target.host, target.port, options, None, deadline)?;
     let (authority, fields) = request_fields(target, options);
     let mut block = Vec::with_capacity(128);
     hpack::indexed(&mut block, METHOD_GET);

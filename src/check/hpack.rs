@@ -78,6 +78,7 @@ const STATIC_LEN: usize = 61;
 /// Static table indexes the request uses.
 pub const METHOD_POST: usize = 3;
 pub const SCHEME_HTTP: usize = 6;
+pub const SCHEME_HTTPS: usize = 7;
 pub const AUTHORITY: usize = 1;
 pub const PATH: usize = 4;
 pub const CONTENT_TYPE: usize = 31;

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use super::options::Options;
-use super::{Failure, Source, USER_AGENT, host_port, io_failure, left, open};
+use super::{ALPN_HTTP1, Failure, Source, USER_AGENT, host_port, io_failure, left, open};
 
 /// Requests made at most, redirects included: the kubelet's redirect
 /// checker stops "after 10 redirects" when `len(via) >= 10`, that is when
@@ -24,6 +24,8 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Via {
     Http1,
+    /// HTTP/1.1 over TLS (https://, the TLS build).
+    Https,
     /// HTTP/2 with prior knowledge (the kubelet's `protocol: HTTP2`).
     H2c,
 }
@@ -50,10 +52,11 @@ pub(super) fn get(
         port,
         path: path.to_string(),
         keep_host: true,
+        tls: via == Via::Https,
     };
     for _ in 0..MAX_REQUESTS {
         let response = match via {
-            Via::Http1 => fetch(&at, options, deadline)?,
+            Via::Http1 | Via::Https => fetch(&at, options, deadline)?,
             Via::H2c => super::h2c::fetch(&at, options, deadline)?,
         };
         let listed = options.status.is_some() && options.passes(response.status);
@@ -182,6 +185,8 @@ pub(super) struct Target {
     /// A `Host` option still applies: the first request, or one that a
     /// relative location led to.
     keep_host: bool,
+    /// Over TLS (https://).
+    pub(super) tls: bool,
 }
 
 impl Target {
@@ -196,40 +201,37 @@ impl Target {
         } else {
             self.host.clone()
         };
-        format!("http://{host}:{}{}", self.port, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}:{}{}", self.port, self.path)
     }
 
-    /// Where `location` leads from here: `None` for another scheme's host
-    /// (https: not followed), an error for what cannot be read.
+    /// Where `location` leads from here, an error for what cannot be read
+    /// (or, in the build without TLS, for https:// on the same host). A
+    /// scheme-relative `//host` keeps ours; an absolute one sets it, as Go's
+    /// client follows a redirect between http and https (the kubelet too).
     #[inline(never)]
     fn follow(&self, location: &str) -> Result<Option<Target>, String> {
         let location = location.split('#').next().unwrap_or("");
         let lower = location.to_ascii_lowercase();
         let absolute = if lower.starts_with("http://") {
-            Some((&location[7..], 80))
+            Some((&location[7..], false))
         } else if lower.starts_with("https://") {
-            Some((&location[8..], 443))
+            Some((&location[8..], true))
         } else {
-            location.strip_prefix("//").map(|rest| (rest, 80))
+            location.strip_prefix("//").map(|rest| (rest, self.tls))
         };
-        if let Some((rest, default_port)) = absolute {
+        if let Some((rest, tls)) = absolute {
+            let default_port = if tls { 443 } else { 80 };
             let (authority, path) = match rest.find(['/', '?']) {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
             };
             let (host, port) = host_port(authority, Some(default_port))
                 .map_err(|e| format!("bad redirect location {location:?}: {e}"))?;
-            if lower.starts_with("https://") {
-                if host.eq_ignore_ascii_case(&self.host) {
-                    return Err(format!("redirected to {location}: TLS is not built in"));
-                }
-                // Another host: not followed anyway.
-                return Ok(Some(Target {
-                    host,
-                    port,
-                    path: String::new(),
-                    keep_host: false,
-                }));
+            if tls && !cfg!(feature = "tls") && host.eq_ignore_ascii_case(&self.host) {
+                return Err(format!(
+                    "redirected to {location}: TLS is not in this build (exechealthz-tls has it)"
+                ));
             }
             let path = if path.starts_with('/') {
                 path.to_string()
@@ -241,6 +243,7 @@ impl Target {
                 port,
                 path,
                 keep_host: false,
+                tls,
             }));
         }
         let path = if location.starts_with('/') {
@@ -259,6 +262,7 @@ impl Target {
             port: self.port,
             path,
             keep_host: self.keep_host,
+            tls: self.tls,
         }))
     }
 }
@@ -282,12 +286,8 @@ impl Response {
 /// One request and its response, body read (up to `MAX_BODY`).
 #[inline(never)]
 fn fetch(target: &Target, options: &Options, deadline: Instant) -> Result<Response, Failure> {
-    let (mut stream, addr) = open(
-        &target.host,
-        target.port,
-        options.socket.as_deref(),
-        deadline,
-    )?;
+    let tls = target.tls.then_some(ALPN_HTTP1);
+    let (mut stream, addr) = open(&target.host, target.port, options, tls, deadline)?;
     let (authority, fields) = request_fields(target, options);
     let mut request = format!("GET {} HTTP/1.1\r\nHost: {authority}\r\n", target.path);
     for (name, value) in &fields {

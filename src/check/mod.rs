@@ -9,7 +9,9 @@
 //! - `grpc://HOST:PORT[/SERVICE]`: `grpc.health.v1.Health/Check` over
 //!   HTTP/2 cleartext answers SERVING (the kubelet's gRPC probe);
 //! - `h2c://HOST[:PORT]/PATH`: the http:// check over HTTP/2 cleartext
-//!   with prior knowledge (the kubelet's `protocol: HTTP2` probe).
+//!   with prior knowledge (the kubelet's `protocol: HTTP2` probe);
+//! - `https://` and `grpcs://`, in the TLS build only (the `tls` feature):
+//!   the http:// and grpc:// checks over TLS (`tls`).
 //!
 //! A URL's fragment holds its options (`options`): headers, the statuses
 //! that pass, a body text, gRPC metadata, a Unix socket, its own timing.
@@ -43,6 +45,8 @@ mod hpack;
 mod http;
 pub mod options;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use options::{Options, Timing};
 
@@ -59,10 +63,12 @@ pub enum Kind {
         host: String,
         port: u16,
     },
+    /// http://, and https:// when `tls`.
     Http {
         host: String,
         port: u16,
         path: String,
+        tls: bool,
     },
     File {
         path: PathBuf,
@@ -71,10 +77,12 @@ pub enum Kind {
         server: Option<(String, u16)>,
         name: String,
     },
+    /// grpc://, and grpcs:// when `tls`.
     Grpc {
         host: String,
         port: u16,
         service: String,
+        tls: bool,
     },
     H2c {
         host: String,
@@ -83,8 +91,33 @@ pub enum Kind {
     },
 }
 
+/// The help's words on TLS, for `--help` and `check --help`.
+#[cfg(feature = "tls")]
+pub const TLS_USAGE: &str = "\
+TLS (this is the TLS build):
+  https://HOST[:PORT]/PATH     the http:// check over TLS 1.2 or 1.3 (ALPN http/1.1)
+  grpcs://HOST:PORT[/SERVICE]  the grpc:// check over TLS (ALPN h2)
+  The server's certificate is NOT verified unless ca= is given: the kubelet's
+  HTTPS and gRPC TLS probes do not verify it either. Options (https, grpcs):
+  ca=FILE                a PEM bundle: verify the chain, validity and name
+  server-name=NAME       the name sent (SNI) and verified (default: the URL's host)
+  cert=FILE&key=FILE     a client certificate and its key (PEM: PKCS#8, SEC1, PKCS#1)
+  Files are read at every run: a rotated certificate is followed, and a file
+  missing or bad fails the run, naming it. header, status, body and socket as
+  for http:// (https) and socket and metadata as for grpc:// (grpcs).
+";
+/// The help's words on TLS, for `--help` and `check --help`.
+#[cfg(not(feature = "tls"))]
+pub const TLS_USAGE: &str = "\
+https:// and grpcs:// are in the TLS build only (exechealthz-tls: make build TLS=1).
+";
+
+/// Which cargo features are built in, for `--version`.
+pub const FEATURES: &str = if cfg!(feature = "tls") { "tls" } else { "none" };
+
 /// Schemes of the built-in checks; a `--cmd` that begins with one of these
-/// (or `https://`) is a check, or an error, never a shell command.
+/// is a check, or an error, never a shell command (https:// and grpcs://
+/// are an error in the build without TLS).
 const SCHEMES: [&str; 8] = [
     "tcp", "http", "https", "file", "dns", "grpc", "grpcs", "h2c",
 ];
@@ -129,19 +162,27 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
             let (host, port) = host_port(authority, None)?;
             Kind::Tcp { host, port }
         }
-        "http" | "h2c" => {
-            let (host, port) = host_port(authority, Some(80))?;
-            let path = if path.is_empty() { "/" } else { path }.to_string();
-            if scheme == "http" {
-                Kind::Http { host, port, path }
-            } else {
-                Kind::H2c { host, port, path }
-            }
-        }
-        "https" => {
+        "https" | "grpcs" if !cfg!(feature = "tls") => {
             return Err(format!(
-                "{cmd}: TLS is not built in; use http://, or a command such as curl"
+                "{url}: TLS is not in this build; use the TLS build (exechealthz-tls, \
+                 made by `make build TLS=1`), or {}://",
+                &scheme[..scheme.len() - 1]
             ));
+        }
+        "http" | "h2c" | "https" => {
+            let tls = scheme == "https";
+            let (host, port) = host_port(authority, Some(if tls { 443 } else { 80 }))?;
+            let path = if path.is_empty() { "/" } else { path }.to_string();
+            if scheme == "h2c" {
+                Kind::H2c { host, port, path }
+            } else {
+                Kind::Http {
+                    host,
+                    port,
+                    path,
+                    tls,
+                }
+            }
         }
         "file" => {
             if !authority.is_empty() || path.is_empty() {
@@ -170,10 +211,10 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
                 name: name.to_string(),
             }
         }
-        "grpc" => {
+        "grpc" | "grpcs" => {
             if path.contains('?') {
                 return Err(format!(
-                    "{url}: write grpc://HOST:PORT[/SERVICE], with no query"
+                    "{url}: write {scheme}://HOST:PORT[/SERVICE], with no query"
                 ));
             }
             let (host, port) = host_port(authority, None)?;
@@ -185,17 +226,18 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
                 host,
                 port,
                 service,
+                tls: scheme == "grpcs",
             }
-        }
-        "grpcs" => {
-            return Err(format!(
-                "{cmd}: TLS is not built in; use grpc:// (HTTP/2 cleartext), or a command \
-                 such as grpc_health_probe"
-            ));
         }
         other => {
             return Err(format!(
-                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, h2c, file, dns, grpc)"
+                "{cmd}: unknown scheme {other}:// (built-in checks: tcp, http, h2c, file, dns, \
+                 grpc{})",
+                if cfg!(feature = "tls") {
+                    ", https, grpcs"
+                } else {
+                    ""
+                }
             ));
         }
     };
@@ -219,7 +261,11 @@ impl Check {
                 host: h,
                 port,
                 path,
-            } => format!("http check of http://{}:{port}{path}", host(h)),
+                tls,
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                format!("{scheme} check of {scheme}://{}:{port}{path}", host(h))
+            }
             Kind::H2c {
                 host: h,
                 port,
@@ -231,7 +277,11 @@ impl Check {
                 host: h,
                 port,
                 service,
-            } => format!("grpc check of grpc://{}:{port}/{service}", host(h)),
+                tls,
+            } => {
+                let scheme = if *tls { "grpcs" } else { "grpc" };
+                format!("{scheme} check of {scheme}://{}:{port}/{service}", host(h))
+            }
         }
     }
 }
@@ -279,8 +329,17 @@ pub fn run(check: &Check, timeout: Duration) -> Ran {
     let mut notice = None;
     let result = match &check.kind {
         Kind::Tcp { host, port } => tcp::run(host, *port, deadline),
-        Kind::Http { host, port, path } => {
-            let via = http::Via::Http1;
+        Kind::Http {
+            host,
+            port,
+            path,
+            tls,
+        } => {
+            let via = if *tls {
+                http::Via::Https
+            } else {
+                http::Via::Http1
+            };
             http::get(via, host, *port, path, options, deadline, &mut notice)
         }
         Kind::H2c { host, port, path } => {
@@ -293,7 +352,8 @@ pub fn run(check: &Check, timeout: Duration) -> Ran {
             host,
             port,
             service,
-        } => grpc::run(host, *port, service, options, deadline),
+            tls,
+        } => grpc::run(host, *port, service, *tls, options, deadline),
     };
     let (outcome, said) = match result {
         Ok(said) => (Outcome::Exited(0), shown(said).into_bytes()),
@@ -496,6 +556,8 @@ fn look_up(name: String, lookup: Arc<Lookup>) {
 pub(super) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tls::Tls>),
 }
 
 impl Read for Stream {
@@ -503,6 +565,8 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -512,11 +576,17 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -525,6 +595,8 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
             Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.set_read_timeout(timeout),
         }
     }
 
@@ -532,6 +604,8 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
             Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.set_write_timeout(timeout),
         }
     }
 }
@@ -546,6 +620,8 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => return s.close_cleanly(deadline),
         };
         let until = deadline.min(Instant::now() + Duration::from_millis(100));
         let mut sink = [0u8; 512];
@@ -564,25 +640,50 @@ impl Stream {
 /// The connection a check makes: to `socket` when the URL's options name
 /// one (the host then only names the server, in `Host` or `:authority`),
 /// else to the first address of `host` that answers. Also what to call
-/// the peer in reasons.
+/// the peer in reasons. With `tls` (the ALPN protocol to offer), TLS over
+/// it, its handshake done (a failure of it named after the peer).
 fn open(
     host: &str,
     port: u16,
-    socket: Option<&Path>,
+    options: &Options,
+    tls: Option<&'static [u8]>,
     deadline: Instant,
 ) -> Result<(Stream, String), Failure> {
-    match socket {
+    let (stream, addr) = match options.socket.as_deref() {
         Some(path) => {
             let stream = connect_unix(path, deadline)?;
-            Ok((Stream::Unix(stream), path.display().to_string()))
+            (Stream::Unix(stream), path.display().to_string())
         }
         None => {
             let (stream, addr) = connect(host, port, deadline)?;
             let _ = stream.set_nodelay(true);
-            Ok((Stream::Tcp(stream), addr.to_string()))
+            (Stream::Tcp(stream), addr.to_string())
         }
+    };
+    let Some(alpn) = tls else {
+        return Ok((stream, addr));
+    };
+    #[cfg(feature = "tls")]
+    return match tls::connect(stream, host, &options.tls, alpn, deadline) {
+        Ok(stream) => Ok((stream, addr)),
+        Err(Failure::Error(why)) => Err(Failure::Error(format!("{addr}: {why}"))),
+        Err(other) => Err(other),
+    };
+    // `parse` refuses TLS schemes in this build, and http:// does not
+    // follow a redirect to https://.
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = alpn;
+        Err(Failure::Error(format!("{addr}: TLS is not in this build")))
     }
 }
+
+#[cfg(feature = "tls")]
+use tls::{H2 as ALPN_H2, HTTP1 as ALPN_HTTP1};
+#[cfg(not(feature = "tls"))]
+const ALPN_H2: &[u8] = b"h2";
+#[cfg(not(feature = "tls"))]
+const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// A connection to the Unix socket at `path` within `deadline`. std's
 /// connect would block while the server's backlog is full (a stuck server,
@@ -687,7 +788,7 @@ pub mod fuzzing {
     /// and how many bytes the client sent. Its bounds are asserted here.
     pub fn grpc_exchange(pieces: &[&[u8]]) -> (Option<Result<String, String>>, usize) {
         let message = grpc::request_message("svc");
-        let headers = grpc::request_headers("127.0.0.1", 50051, Duration::from_secs(1));
+        let headers = grpc::request_headers("127.0.0.1", 50051, false, Duration::from_secs(1));
         let mut client = h2::Client::new(&headers, message.clone(), 4101);
         let mut sent = client.out.len();
         client.out.clear();
@@ -788,7 +889,8 @@ mod tests {
             Some(Kind::Http {
                 host: "localhost".into(),
                 port: 80,
-                path: "/healthz?x=1".into()
+                path: "/healthz?x=1".into(),
+                tls: false
             })
         );
         assert_eq!(
@@ -796,7 +898,8 @@ mod tests {
             Some(Kind::Http {
                 host: "10.0.0.1".into(),
                 port: 8080,
-                path: "/".into()
+                path: "/".into(),
+                tls: false
             })
         );
         assert_eq!(
@@ -824,7 +927,8 @@ mod tests {
             Some(Kind::Grpc {
                 host: "127.0.0.1".into(),
                 port: 9090,
-                service: "my.pkg/Svc".into()
+                service: "my.pkg/Svc".into(),
+                tls: false
             })
         );
         assert_eq!(
@@ -832,7 +936,8 @@ mod tests {
             Some(Kind::Grpc {
                 host: "::1".into(),
                 port: 9090,
-                service: String::new()
+                service: String::new(),
+                tls: false
             })
         );
         for bad in [
@@ -846,7 +951,16 @@ mod tests {
             "http://h/#metadata=a:b",
             "tcp://h:1#bogus=1",
             "h2c://h:x/",
+            #[cfg(not(feature = "tls"))]
             "grpcs://h:1",
+            #[cfg(not(feature = "tls"))]
+            "https://h/",
+            "https://h/#ca=",
+            "https://h/#cert=/c",
+            "https://h/#key=/k",
+            "https://h/#server-name=a..b",
+            "http://h/#ca=/c",
+            "grpc://h:1#server-name=a",
             "tcp://host",
             "tcp://:80",
             "tcp://h:x",
@@ -876,7 +990,8 @@ mod tests {
             Kind::Http {
                 host: "h".into(),
                 port: 8,
-                path: "/a?b".into()
+                path: "/a?b".into(),
+                tls: false
             }
         );
         assert_eq!(check.options.status, Some(vec![(204, 204)]));
@@ -893,10 +1008,37 @@ mod tests {
             Some(Kind::Grpc {
                 host: "h".into(),
                 port: 1,
-                service: "a b?#".into()
+                service: "a b?#".into(),
+                tls: false
             })
         );
         assert_eq!(kind("http://h/#"), kind("http://h/"));
+        #[cfg(feature = "tls")]
+        {
+            assert_eq!(
+                kind("https://h/x"),
+                Some(Kind::Http {
+                    host: "h".into(),
+                    port: 443,
+                    path: "/x".into(),
+                    tls: true,
+                })
+            );
+            let check = parse("grpcs://h:1/s#server-name=app.test&ca=/c&cert=/a&key=/b")
+                .unwrap()
+                .unwrap();
+            assert!(matches!(check.kind, Kind::Grpc { tls: true, .. }));
+            let tls = &check.options.tls;
+            assert_eq!(tls.server_name.as_deref(), Some("app.test"));
+            assert_eq!(tls.ca.as_deref(), Some(Path::new("/c")));
+            assert_eq!(tls.cert.as_deref(), Some(Path::new("/a")));
+            assert_eq!(tls.key.as_deref(), Some(Path::new("/b")));
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let e = parse("https://h/").unwrap_err();
+            assert!(e.contains("exechealthz-tls") && e.contains("TLS=1"), "{e}");
+        }
         let e = parse("http://h/#statu=200").unwrap_err();
         assert!(e.starts_with("http://h/: unknown option \"statu\""), "{e}");
     }

@@ -26,9 +26,23 @@ pub struct Options {
     pub status: Option<Vec<(u16, u16)>>,
     /// `body=TEXT`: the body must contain it (http, h2c).
     pub body: Option<String>,
-    /// `socket=PATH`: connect to this Unix socket (http, h2c, grpc).
+    /// `socket=PATH`: connect to this Unix socket (http, h2c, grpc,
+    /// https, grpcs).
     pub socket: Option<PathBuf>,
+    /// The TLS keys (https, grpcs): `ca=FILE` turns verification on,
+    /// `server-name=NAME` is the name sent and verified, `cert=FILE` and
+    /// `key=FILE` a client certificate. Files are read at every run.
+    pub tls: Box<TlsOptions>,
     pub timing: Timing,
+}
+
+/// How a TLS check connects (https, grpcs); see `Options::tls`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsOptions {
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// A probe's own timing (every scheme); `None`: the flag's value.
@@ -41,18 +55,23 @@ pub struct Timing {
 }
 
 /// Each key and the schemes that take it.
-const KEYS: [(&str, &str); 9] = [
-    ("header", "http, h2c"),
-    ("metadata", "grpc"),
-    ("status", "http, h2c"),
-    ("body", "http, h2c"),
-    ("socket", "http, h2c, grpc"),
+const KEYS: [(&str, &str); 13] = [
+    ("header", "http, h2c, https"),
+    ("metadata", "grpc, grpcs"),
+    ("status", "http, h2c, https"),
+    ("body", "http, h2c, https"),
+    ("socket", "http, h2c, grpc, https, grpcs"),
     ("period", ALL),
     ("timeout", ALL),
     ("failure-threshold", ALL),
     ("success-threshold", ALL),
+    ("ca", TLS),
+    ("server-name", TLS),
+    ("cert", TLS),
+    ("key", TLS),
 ];
-const ALL: &str = "tcp, http, h2c, file, dns, grpc";
+const ALL: &str = "tcp, http, h2c, file, dns, grpc, https, grpcs";
+const TLS: &str = "https, grpcs";
 
 /// The options in `fragment` (without its `#`) for a `scheme` check. An
 /// empty fragment is no options. Errors name the key.
@@ -65,7 +84,8 @@ pub fn parse(scheme: &str, fragment: &str) -> Result<Options, String> {
         let Some(index) = KEYS.iter().position(|(k, _)| *k == key) else {
             return Err(format!(
                 "unknown option {key:?} (options: header, metadata, status, body, socket, \
-                 period, timeout, failure-threshold, success-threshold)"
+                 period, timeout, failure-threshold, success-threshold, ca, server-name, \
+                 cert, key)"
             ));
         };
         let schemes = KEYS[index].1;
@@ -79,6 +99,10 @@ pub fn parse(scheme: &str, fragment: &str) -> Result<Options, String> {
         }
         seen |= 1 << index;
         value(&mut options, key, raw).map_err(|why| format!("option {key}={raw}: {why}"))?;
+    }
+    let tls = &options.tls;
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err("options cert and key go together (a client certificate and its key)".into());
     }
     Ok(options)
 }
@@ -130,6 +154,23 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         "body" => options.body = Some(text),
         "socket" if !text.starts_with('/') => return Err("write an absolute path"),
         "socket" => options.socket = Some(PathBuf::from(text)),
+        "ca" | "cert" | "key" if text.is_empty() => return Err("write a file's path"),
+        "ca" => options.tls.ca = Some(PathBuf::from(text)),
+        "cert" => options.tls.cert = Some(PathBuf::from(text)),
+        "key" => options.tls.key = Some(PathBuf::from(text)),
+        "server-name" => {
+            let name = text.strip_suffix('.').unwrap_or(&text);
+            let label = |l: &str| {
+                (1..=63).contains(&l.len())
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            let ip = name.parse::<std::net::IpAddr>().is_ok();
+            if !ip && (name.len() > 253 || !name.split('.').all(label)) {
+                return Err("write a DNS name, such as app.test");
+            }
+            options.tls.server_name = Some(name.to_string());
+        }
         "period" | "timeout" => {
             let value = match duration::parse(&text) {
                 Ok(nanos) if nanos > 0 => Some(Duration::from_nanos(nanos as u64)),

@@ -9,7 +9,9 @@ line, and answers each with `ok`:
 With --no-health, the server has no health service at all (UNIMPLEMENTED).
 With --record FILE, each call's metadata is appended to FILE as one line
 (`key: value|key: value`); with --unix PATH it listens on that Unix socket
-(and prints `port 0`).
+(and prints `port 0`). With --tls CERT KEY it serves TLS (grpcio's
+ssl_server_credentials, PEM files), and with --client-ca CA as well, it
+requires a client certificate signed by CA.
 Everything grpcio logs goes to stderr (GRPC_VERBOSITY=debug there shows
 connection errors, which the tests look for).
 """
@@ -48,9 +50,19 @@ def main():
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     unix = option("--unix")
+    tls = option("--tls")
     if unix:
         server.add_insecure_port("unix:" + unix)
         port = 0
+    elif tls:
+        cert = open(tls, "rb").read()
+        key = open(sys.argv[sys.argv.index("--tls") + 2], "rb").read()
+        client_ca = option("--client-ca")
+        credentials = grpc.ssl_server_credentials(
+            [(key, cert)],
+            root_certificates=open(client_ca, "rb").read() if client_ca else None,
+            require_client_auth=client_ca is not None)
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     else:
         port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -30,4 +30,13 @@ pub mod watchdog;
 pub mod words;
 
 /// Our own threads do little and keep no large buffers on their stacks.
-pub const THREAD_STACK: usize = 128 * 1024;
+/// A TLS handshake (rustls) takes more: the TLS build gives 256 KiB, and
+/// 1 MiB unoptimized (tests), where rustls's frames are larger. Only the
+/// pages a thread touches are memory.
+pub const THREAD_STACK: usize = if cfg!(all(feature = "tls", debug_assertions)) {
+    1024 * 1024
+} else if cfg!(feature = "tls") {
+    256 * 1024
+} else {
+    128 * 1024
+};

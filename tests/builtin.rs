@@ -333,7 +333,16 @@ fn a_cmd_with_a_builtin_scheme_must_be_a_check() {
     for (cmd, says) in [
         ("http://localhost/a b", "no spaces"),
         ("tcp://localhost", "missing :PORT"),
-        ("https://localhost/healthz", "TLS is not built in"),
+        // The build without TLS names the one with it; the TLS build
+        // checks the options.
+        (
+            "https://localhost/healthz#ca=",
+            if cfg!(feature = "tls") {
+                "write a file's path"
+            } else {
+                "TLS is not in this build; use the TLS build (exechealthz-tls"
+            },
+        ),
         ("HTTP://x:notaport/", "bad port"),
     ] {
         let output = run_to_end(&[&format!("--cmd={cmd}")]);

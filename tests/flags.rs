@@ -145,7 +145,13 @@ fn help_and_version_exit_zero() {
     }
     let output = run_to_end(&["-version"]);
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("exechealthz "));
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert!(version.starts_with("exechealthz "), "{version}");
+    let features = if cfg!(feature = "tls") { "tls" } else { "none" };
+    assert!(
+        version.ends_with(&format!(" (features: {features})\n")),
+        "{version}"
+    );
 }
 
 #[test]

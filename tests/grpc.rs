@@ -458,7 +458,14 @@ fn bad_grpc_urls_are_start_up_errors_naming_the_flag() {
             "grpc://localhost:80/a%zz",
             "bad percent-escape in the service name",
         ),
-        ("grpcs://localhost:443", "TLS is not built in"),
+        (
+            "grpcs://localhost:443#server-name=a..b",
+            if cfg!(feature = "tls") {
+                "write a DNS name"
+            } else {
+                "TLS is not in this build; use the TLS build (exechealthz-tls"
+            },
+        ),
     ] {
         let output = run_to_end(&[&format!("--cmd={url}")]);
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -48,6 +48,8 @@ pub(crate) struct Tls {
     conn: ClientConnection,
     socket: Stream,
     client: Arc<ClientCert>,
+    /// Whether any data has come through, for `refused`.
+    read_any: bool,
 }
 
 /// The TLS client over `socket` (to `host`, or the `server-name`), its
@@ -77,6 +79,7 @@ pub(super) fn connect(
         conn,
         socket,
         client,
+        read_any: false,
     };
     tls.handshake(deadline)
         .map_err(|f| f.during("tls handshake"))?;
@@ -382,15 +385,37 @@ impl Tls {
 impl Read for Tls {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let result = rustls::Stream::new(&mut self.conn, &mut self.socket).read(buf);
+        // A server that asked for a client certificate and got none may
+        // just close (grpc's BoringSSL does, under TLS 1.3, where the
+        // handshake has ended for us before it looks).
+        let refused = !self.read_any
+            && self.client.key.is_none()
+            && self.client.asked.load(Ordering::Relaxed);
         match result {
+            Ok(0) | Err(_) if refused && !matches!(&result, Err(e) if is_timeout(e)) => {
+                Err(io::Error::other(
+                    "the server requires a client certificate (it asked for one, and \
+                     closed the connection without one)",
+                ))
+            }
             // A close without close_notify ends the body as a close does
             // for plain HTTP (Go's client reads it so too); TLS still
             // vouches for every byte read.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
             Err(e) => Err(self.io_words(e)),
-            ok => ok,
+            Ok(n) => {
+                self.read_any = true;
+                Ok(n)
+            }
         }
     }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 impl Write for Tls {

@@ -9,6 +9,8 @@
 #   CROSS     1: build with `cross` in its container images (default: the
 #             pinned zig toolchain that scripts/build-static.sh installs)
 #   SOURCE    the project's public URL, for the image's source label (default: none)
+#   TLS       1: the TLS flavour (https://, grpcs://): bin/ARCH/exechealthz-tls,
+#             image REGISTRY/exechealthz-tls-ARCH (default: without TLS)
 
 # Cargo and its output folder, as Cargo itself reads them from the
 # environment: every target below uses these, never a fixed target/.
@@ -19,13 +21,16 @@ ARCH     ?= amd64
 ALL_ARCH := amd64 arm arm64 ppc64le
 TAG      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REGISTRY ?= gcr.io/google_containers
-IMAGE    := $(if $(PREFIX),$(PREFIX),$(REGISTRY)/exechealthz-$(ARCH))
+TLS      ?=
+export TLS
+FLAVOUR  := $(if $(filter-out 0 no,$(TLS)),-tls)
+IMAGE    := $(if $(PREFIX),$(PREFIX),$(REGISTRY)/exechealthz$(FLAVOUR)-$(ARCH))
 LEGACY_IMAGE := $(REGISTRY)/exechealthz
 SOURCE   ?=
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 MANIFEST ?= $(LEGACY_IMAGE):$(TAG)
 BIN      := $(TARGET_DIR)/release/exechealthz
-STATIC   := bin/$(ARCH)/exechealthz
+STATIC   := bin/$(ARCH)/exechealthz$(FLAVOUR)
 
 # OCI platform of each ARCH.
 PLATFORM_amd64   := linux/amd64
@@ -53,7 +58,7 @@ help:
 	@echo "make run          build and serve the default probe on :8080 (ARGS='--cmd ...')"
 	@echo "make test         formatting, clippy, unit and integration tests"
 	@echo "make server       native release binary, copied to ./exechealthz"
-	@echo "make build        static binary for ARCH=$(ARCH) in bin/ARCH/exechealthz"
+	@echo "make build        static binary for ARCH=$(ARCH) in bin/ARCH/exechealthz (TLS=1: exechealthz-tls)"
 	@echo "make container    FROM scratch image $(IMAGE):$(TAG) with $(CONTAINER_TOOL)"
 	@echo "make push         push it; push-legacy: also as $(LEGACY_IMAGE):$(TAG)"
 	@echo "make all-build, all-container, all-push: the same for $(ALL_ARCH)"
@@ -76,12 +81,15 @@ server:
 build:
 	scripts/build-static.sh $(ARCH)
 
+# Both flavours: the TLS build runs every test too (and tests/tls.rs).
 test: lint
 	$(CARGO) test --locked
+	$(CARGO) test --locked --features tls
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features tls -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -91,9 +99,10 @@ bench:
 	@command -v wrk >/dev/null || { \
 	  if [ -n "$(INSTALL)" ]; then apt-get update -qq && apt-get install -y -qq wrk; \
 	  else echo "make bench needs wrk (Debian: apt-get install wrk, or make bench INSTALL=1)" >&2; exit 1; fi; }
-	scripts/build-static.sh amd64
-	EXAMPLE=bare scripts/build-static.sh amd64
-	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare
+	TLS= scripts/build-static.sh amd64
+	TLS=1 scripts/build-static.sh amd64
+	TLS= EXAMPLE=bare scripts/build-static.sh amd64
+	python3 bench/run.py bin/amd64/exechealthz --bare bin/amd64/bare --tls bin/amd64/exechealthz-tls
 
 SECONDS ?= 600
 # Every fuzz target for SECONDS each (default 60); see scripts/fuzz.sh.

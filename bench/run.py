@@ -712,14 +712,81 @@ def bench_period_accuracy(binary, seconds):
     figure("probe period drift under HTTP load, median", f"{statistics.median(drifts):.1f}", "ms")
 
 
+def bench_tls(tls_binary, http_binary, seconds, runs=200):
+    """The TLS flavour (#30): its size, idle RSS with one https:// probe,
+    server CPU per https:// run beside http://'s, and `check https://` wall
+    and CPU per call beside `curl -k`'s, against one local Python ssl
+    server (tests/tools/tls_server.py, a P-256 certificate)."""
+    import resource
+    import shutil
+    here = os.path.dirname(os.path.abspath(__file__))
+    tool = os.path.join(here, "..", "tests", "tools", "tls_server.py")
+    bench_binary_size(tls_binary)
+    with tempfile.TemporaryDirectory() as tmp:
+        made = subprocess.run([sys.executable, tool, "certs", tmp], capture_output=True, text=True)
+        if made.returncode != 0:
+            figure("TLS figures", "skipped: tests/tools/tls_server.py needs cryptography")
+            return
+        server = subprocess.Popen(
+            [sys.executable, tool, "serve", "--cert", f"{tmp}/server.pem", "--key", f"{tmp}/server.key"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        plain, plain_port = start(http_binary, ["--quiet", "--cmd=true", "--period=1h"])
+        try:
+            port = int(server.stdout.readline().split()[1])
+            url = f"https://127.0.0.1:{port}/"
+            proc, _ = start(tls_binary, ["--quiet", f"--cmd={url}"])
+            try:
+                time.sleep(3)
+                figure("TLS flavour idle RSS, one https:// probe (default period; budget 1 MB)",
+                       status_kb(proc.pid, "VmRSS"), "kB")
+            finally:
+                proc.kill()
+                proc.wait()
+            figures = {"http": [], "https": []}
+            for _ in range(2):
+                for name, target in [("http", f"http://127.0.0.1:{plain_port}/healthz"), ("https", url)]:
+                    n, cpu = builtin_cpu_per_run(tls_binary, target, seconds / 4)
+                    figures[name].append(cpu / n * 1000)
+                    figure(f"TLS flavour server CPU per {name}:// check run (period 10ms)",
+                           f"{cpu / n * 1000:.3f}", f"ms ({n} runs)")
+            figure("  https:// / http:// (the lower of each)",
+                   f"{min(figures['https']) / min(figures['http']):.2f}", "x")
+            commands = [("exechealthz-tls check https://", [tls_binary, "check", url])]
+            if shutil.which("curl"):
+                commands.append(("curl -fsSk (same https://)", ["curl", "-fsSk", "-o", "/dev/null", url]))
+            walls = {}
+            for label, command in commands:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.monotonic()
+                for _ in range(runs):
+                    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+                walls[label] = (time.monotonic() - t0) / runs
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / runs
+                figure(f"{label}: wall per invocation", f"{walls[label] * 1000:.2f}", "ms")
+                figure(f"{label}: CPU per invocation", f"{cpu * 1000:.2f}", "ms")
+            if len(walls) == 2:
+                ours, curl = walls.values()
+                figure("  check https:// / curl -k wall (budget 0.5x)", f"{ours / curl:.2f}", "x")
+        finally:
+            for p in (server, plain):
+                p.kill()
+                p.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("binary")
     parser.add_argument("--bare", help="the bare tiny_http example binary")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--tls", help="the TLS flavour's binary (exechealthz-tls)")
+    parser.add_argument("--only-tls", action="store_true", help="only the TLS figures")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"binary: {args.binary}")
+    if args.only_tls:
+        bench_tls(args.tls, args.binary, args.seconds)
+        return
     bench_binary_size(args.binary)
     bench_idle_rss(args.binary)
     bench_cpu_per_run(args.binary, args.seconds)
@@ -736,6 +803,8 @@ def main():
     bench_period_accuracy(args.binary, int(args.seconds))
     bench_check_cli(args.binary)
     bench_sigterm(args.binary)
+    if args.tls:
+        bench_tls(args.tls, args.binary, args.seconds)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 # image run as it is with podman (read-only, 65534, no capabilities); a pod
 # from deploy/ run with podman kube play, its exec probe through
 # `exechealthz check` (scripts/pod-check.sh); sizes against budgets; the
-# deploy/ examples. Installs what it needs (Debian packages, and the Python
+# deploy/ examples. The TLS flavour (exechealthz-tls) the same way on all
+# four, each running `check https://` against a TLS server on the host, and
+# its amd64 image's `check https://` too. Installs what it needs (Debian packages, and the Python
 # ones its checks use), and keeps its images in a container store of its
 # own (--root and --runroot under a temporary folder, removed at the end),
 # so that a podman already in use here, whatever its storage driver, is
@@ -29,8 +31,9 @@ fi
 python3 -c 'import kubernetes_validate' 2>/dev/null || pip install -q kubernetes-validate
 python3 -c 'import grpc, grpc_health.v1.health' 2>/dev/null ||
   pip install -q grpcio grpcio-health-checking
+python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography
 echo "release-check: tools ready (file, qemu-user-static, buildah, podman, runc, busybox-static;" \
-  "Python: kubernetes-validate, grpcio, grpcio-health-checking)"
+  "Python: kubernetes-validate, grpcio, grpcio-health-checking, cryptography)"
 
 # A container store of our own: the user's (/var/lib/containers/storage)
 # may have been made with another driver ("database storage graph driver
@@ -41,6 +44,7 @@ BUILDAH="buildah $EXECHEALTHZ_STORE"
 PODMAN="podman $EXECHEALTHZ_STORE --runtime runc --cgroup-manager cgroupfs"
 containers=()
 cleanup() {
+  [ -z "${tls_pid:-}" ] || kill "$tls_pid" 2>/dev/null || true
   for c in "${containers[@]}"; do $PODMAN rm -f "$c" >/dev/null 2>&1 || true; done
   $PODMAN pod rm -af >/dev/null 2>&1 || true
   $PODMAN rm -af >/dev/null 2>&1 || true
@@ -57,12 +61,32 @@ declare -A machine=(
 )
 declare -A qemu=([amd64]="" [arm]=qemu-arm-static [arm64]=qemu-aarch64-static [ppc64le]=qemu-ppc64le-static)
 declare -A budget=([amd64]=450 [arm]=600 [arm64]=600 [ppc64le]=600)
+# The TLS flavour's (#30): 1 MiB on amd64, 1.1 MiB on the others. Not yet
+# met (see the README's size choices): a miss is reported, not fatal.
+declare -A tls_budget=([amd64]=1024 [arm]=1126 [arm64]=1126 [ppc64le]=1126)
 summary=()
 
+# A TLS server on the host for the TLS flavour's checks (Python's ssl, a
+# P-256 certificate from tests/tools/tls_server.py).
+certs="$store/certs"
+mkdir -p "$certs"
+python3 tests/tools/tls_server.py certs "$certs" >/dev/null || fail "cannot make certificates (pip install cryptography)"
+python3 tests/tools/tls_server.py serve --cert "$certs/server.pem" --key "$certs/server.key" \
+  >"$store/tls-server" 2>/dev/null &
+tls_pid=$!
+tls_port=
+for _ in $(seq 1 100); do
+  tls_port=$(sed -n 's/^port //p' "$store/tls-server")
+  [ -n "$tls_port" ] && break
+  sleep 0.1
+done
+[ -n "$tls_port" ] || fail "the TLS server did not start"
+
 for arch in amd64 arm arm64 ppc64le; do
-  say "build ARCH=$arch"
-  make --no-print-directory build ARCH="$arch"
-  bin=bin/$arch/exechealthz
+ for flavour in "" -tls; do
+  say "build ARCH=$arch${flavour:+ TLS=1}"
+  make --no-print-directory build ARCH="$arch" TLS="${flavour:+1}"
+  bin=bin/$arch/exechealthz$flavour
   info=$(file -b "$bin")
   case $info in *"${machine[$arch]}"*) ;; *) fail "$bin is not ${machine[$arch]}: $info" ;; esac
   case $info in *"statically linked"*) ;; *) fail "$bin is not static: $info" ;; esac
@@ -70,11 +94,32 @@ for arch in amd64 arm arm64 ppc64le; do
   # musl, not a glibc twin: glibc's static binaries carry its version note.
   if grep -aq "GNU C Library" "$bin"; then fail "$bin is linked with glibc"; fi
   size=$(stat -c %s "$bin")
-  [ "$size" -le $((budget[$arch] * 1024)) ] || fail "$bin is $size bytes, over ${budget[$arch]} KiB"
-  say "run ARCH=$arch ${qemu[$arch]:-natively}"
+  say "run ARCH=$arch${flavour:+ TLS=1} ${qemu[$arch]:-natively}"
   # shellcheck disable=SC2086
   python3 scripts/smoke.py /healthz 200 -- ${qemu[$arch]} "$bin" --period=100ms
-  summary+=("$arch: $size bytes ($((size / 1024)) KiB, budget ${budget[$arch]} KiB), musl static, ran ${qemu[$arch]:-natively}")
+  if [ -z "$flavour" ]; then
+    [ "$size" -le $((budget[$arch] * 1024)) ] || fail "$bin is $size bytes, over ${budget[$arch]} KiB"
+    summary+=("$arch: $size bytes ($((size / 1024)) KiB, budget ${budget[$arch]} KiB), musl static, ran ${qemu[$arch]:-natively}")
+    # shellcheck disable=SC2086
+    if out=$(${qemu[$arch]} "$bin" check "https://127.0.0.1:$tls_port/" 2>&1); then fail "https:// passed without TLS: $out"; fi
+    case $out in *"exechealthz-tls"*) ;; *) fail "the build without TLS does not name the TLS build: $out" ;; esac
+    continue
+  fi
+  # shellcheck disable=SC2086
+  version=$(${qemu[$arch]} "$bin" --version)
+  case $version in *"(features: tls)"*) ;; *) fail "$bin --version: $version" ;; esac
+  # shellcheck disable=SC2086
+  out=$(${qemu[$arch]} "$bin" check "https://127.0.0.1:$tls_port/" \
+    "https://localhost:$tls_port/#ca=$certs/ca.pem") || fail "$bin check https://: $out"
+  # shellcheck disable=SC2086
+  if out=$(${qemu[$arch]} "$bin" check "https://127.0.0.1:$tls_port/#ca=$certs/other-ca.pem"); then
+    fail "$bin passed a certificate from an unknown CA: $out"
+  fi
+  case $out in *"certificate: unknown issuer"*) ;; *) fail "$bin, unknown CA: $out" ;; esac
+  over=""
+  [ "$size" -le $((tls_budget[$arch] * 1024)) ] || over=" (OVER the budget)"
+  summary+=("$arch TLS: $size bytes ($((size / 1024)) KiB, budget ${tls_budget[$arch]} KiB$over), musl static, ran ${qemu[$arch]:-natively}, check https:// unverified and with ca= passed, unknown CA failed")
+ done
 done
 
 say "images and their OCI image index (buildah, in our own store)"
@@ -191,6 +236,24 @@ esac
 echo "quit" >&"${GRPC[1]}"
 wait "$GRPC_PID" || true
 summary+=("image: exechealthz check grpc:// passes against grpcio SERVING, fails on NOT_SERVING with its reason")
+
+say "the TLS image's https:// check, in the image as it is, against the TLS server on the host"
+make --no-print-directory container ARCH=amd64 TLS=1 CONTAINER_TOOL=buildah BUILDAH="$BUILDAH" >/dev/null
+tls_image=gcr.io/google_containers/exechealthz-tls-amd64:$tag
+tls_check() {
+  $PODMAN run --rm --network host --read-only --user 65534:65534 --cap-drop ALL \
+    --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 -v "$certs:/certs:ro" \
+    "$tls_image" check "$@"
+}
+chmod -R a+rX "$certs"
+out=$(tls_check "https://127.0.0.1:$tls_port/" "https://localhost:$tls_port/#ca=/certs/ca.pem") ||
+  fail "exechealthz check https:// in the TLS image: $out"
+if out=$(tls_check "https://localhost:$tls_port/#ca=/certs/other-ca.pem"); then
+  fail "the TLS image passed an unknown CA: $out"
+fi
+case $out in *"certificate: unknown issuer"*) ;; *) fail "the TLS image, unknown CA: $out" ;; esac
+summary+=("TLS image $tls_image: check https:// passes unverified and with ca=, fails an unknown CA")
+kill "$tls_pid" 2>/dev/null || true
 
 say "a pod from deploy/ on podman (kube play), and its exec probe through exechealthz check"
 scripts/pod-check.sh "$image" | tee /tmp/pod-check.log

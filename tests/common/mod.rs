@@ -469,9 +469,11 @@ impl Tool {
         if line.is_empty() && child.wait().unwrap().code() == Some(3) {
             assert!(
                 std::env::var_os("EXECHEALTHZ_REQUIRE_TOOLS").is_none(),
-                "{script}: Python packages missing (pip install grpcio grpcio-health-checking h2)"
+                "{script}: Python packages missing (pip install grpcio grpcio-health-checking h2 cryptography)"
             );
-            eprintln!("SKIPPED: {script} needs grpcio, grpcio-health-checking and h2");
+            eprintln!(
+                "SKIPPED: {script} needs grpcio, grpcio-health-checking, h2 and cryptography"
+            );
             return None;
         }
         let port = line

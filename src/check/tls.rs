@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{
     CryptoProvider, GetRandomFailed, KeyProvider, SecureRandom, WebPkiSupportedAlgorithms,
 };
@@ -186,8 +186,8 @@ fn config(
     client: Arc<ClientCert>,
 ) -> Result<ClientConfig, Failure> {
     let provider = provider();
-    let verifier: Arc<dyn ServerCertVerifier> = match &options.ca {
-        None => Arc::new(Unverified(SIGNATURES)),
+    let roots = match &options.ca {
+        None => None,
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in certificates(path, "ca")? {
@@ -195,16 +195,14 @@ fn config(
                     .add(cert)
                     .map_err(|e| file_failure("ca", path, &e.to_string()))?;
             }
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .map_err(|e| file_failure("ca", path, &e.to_string()))?
+            Some(roots)
         }
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| Failure::Error(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(Arc::new(Verifier { roots }))
         .with_client_cert_resolver(client);
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
@@ -269,20 +267,37 @@ impl ResolvesClientCert for ClientCert {
     }
 }
 
-/// The kubelet's verification: none of the certificate, but the
-/// handshake's signatures, with the key in it.
+/// Without `roots`, the kubelet's verification: none of the certificate,
+/// but the handshake's signatures, with the key in it. With them (`ca`),
+/// webpki's: the chain to one of them, each certificate's validity, and the
+/// name, as rustls's own verifier does it, without its revocation lists
+/// (CRLs are not an option here; about 20 KiB).
 #[derive(Debug)]
-struct Unverified(WebPkiSupportedAlgorithms);
+struct Verifier {
+    roots: Option<RootCertStore>,
+}
 
-impl ServerCertVerifier for Unverified {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
         _: &[u8],
-        _: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            let all = SIGNATURES.all;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                all,
+            )?;
+            rustls::client::verify_server_name(&cert, name)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -292,7 +307,7 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &SIGNATURES)
     }
 
     fn verify_tls13_signature(
@@ -301,11 +316,11 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &SIGNATURES)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        SIGNATURES.supported_schemes()
     }
 }
 
@@ -318,10 +333,13 @@ impl Tls {
         let mut buffer = [0u8; 4096];
         loop {
             while self.conn.wants_write() {
-                self.socket
+                let written = self
+                    .socket
                     .set_write_timeout(left(deadline)?)
-                    .and_then(|_| self.conn.write_tls(&mut self.socket))
-                    .map_err(|e| io_failure("tls handshake", e))?;
+                    .and_then(|_| self.conn.write_tls(&mut self.socket));
+                if let Err(e) = written {
+                    return Err(self.refusal(e, deadline));
+                }
             }
             if !self.conn.is_handshaking() {
                 return Ok(());
@@ -362,6 +380,31 @@ impl Tls {
         }
     }
 
+    /// Why a handshake write failed: a server that refuses us may have
+    /// sent its alert and closed before our last flight was written (TLS
+    /// 1.2, a client certificate required). The alert, if it came, says
+    /// more than the broken pipe.
+    fn refusal(&mut self, e: io::Error, deadline: Instant) -> Failure {
+        if is_timeout(&e) {
+            return io_failure("tls handshake", e);
+        }
+        let until = deadline.min(Instant::now() + Duration::from_millis(100));
+        let mut buffer = [0u8; 4096];
+        let wait = until.saturating_duration_since(Instant::now());
+        if !wait.is_zero() && self.socket.set_read_timeout(wait).is_ok() {
+            if let Ok(n @ 1..) = self.socket.read(&mut buffer) {
+                let _ = self.conn.read_tls(&mut &buffer[..n]);
+                if let Err(tls) = self.conn.process_new_packets() {
+                    return Failure::Error(words(&tls, &self.client));
+                }
+            }
+        }
+        if self.client.key.is_none() && self.client.asked.load(Ordering::Relaxed) {
+            return Failure::Error(REFUSED.into());
+        }
+        io_failure("tls handshake", e)
+    }
+
     /// A TLS error inside an I/O error, in words.
     fn io_words(&self, e: io::Error) -> io::Error {
         let worded = e
@@ -393,10 +436,7 @@ impl Read for Tls {
             && self.client.asked.load(Ordering::Relaxed);
         match result {
             Ok(0) | Err(_) if refused && !matches!(&result, Err(e) if is_timeout(e)) => {
-                Err(io::Error::other(
-                    "the server requires a client certificate (it asked for one, and \
-                     closed the connection without one)",
-                ))
+                Err(io::Error::other(REFUSED))
             }
             // A close without close_notify ends the body as a close does
             // for plain HTTP (Go's client reads it so too); TLS still
@@ -410,6 +450,10 @@ impl Read for Tls {
         }
     }
 }
+
+/// A server that asked for a client certificate, got none, and closed.
+const REFUSED: &str = "the server requires a client certificate (it asked for one, and \
+                       closed the connection without one)";
 
 fn is_timeout(e: &io::Error) -> bool {
     matches!(

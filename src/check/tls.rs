@@ -391,12 +391,13 @@ impl Tls {
         let until = deadline.min(Instant::now() + Duration::from_millis(100));
         let mut buffer = [0u8; 4096];
         let wait = until.saturating_duration_since(Instant::now());
-        if !wait.is_zero() && self.socket.set_read_timeout(wait).is_ok() {
-            if let Ok(n @ 1..) = self.socket.read(&mut buffer) {
-                let _ = self.conn.read_tls(&mut &buffer[..n]);
-                if let Err(tls) = self.conn.process_new_packets() {
-                    return Failure::Error(words(&tls, &self.client));
-                }
+        if !wait.is_zero()
+            && self.socket.set_read_timeout(wait).is_ok()
+            && let Ok(n @ 1..) = self.socket.read(&mut buffer)
+        {
+            let _ = self.conn.read_tls(&mut &buffer[..n]);
+            if let Err(tls) = self.conn.process_new_packets() {
+                return Failure::Error(words(&tls, &self.client));
             }
         }
         if self.client.key.is_none() && self.client.asked.load(Ordering::Relaxed) {

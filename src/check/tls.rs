@@ -350,6 +350,13 @@ impl Tls {
             let n = match self.socket.read(&mut buffer) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(Failure::Error(if first {
+                        "the server reset the connection at our TLS hello".into()
+                    } else {
+                        "the server reset the connection in the TLS handshake".into()
+                    }));
+                }
                 Err(e) => return Err(io_failure("tls handshake", e)),
             };
             let got = &buffer[..n];
@@ -558,6 +565,87 @@ fn spaced(camel: &str, between: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::net::UnixStream;
+
+    /// The handshake against a scripted peer on a socket pair: `peer` gets
+    /// its end once our hello has been read from it.
+    fn handshake_with(peer: impl FnOnce(UnixStream) + Send + 'static, wait: Duration) -> String {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut head = [0u8; 5];
+            theirs.read_exact(&mut head).unwrap();
+            assert_eq!(head[0], 22, "a TLS handshake record first");
+            let mut hello = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
+            theirs.read_exact(&mut hello).unwrap();
+            peer(theirs);
+        });
+        let deadline = Instant::now() + wait;
+        let options = TlsOptions::default();
+        let result = connect(Stream::Unix(ours), "app.test", &options, HTTP1, deadline);
+        peer.join().unwrap();
+        match result {
+            Ok(_) => "connected".into(),
+            Err(Failure::Error(why)) => why,
+            Err(Failure::TimedOutIn(step)) => format!("timed out in {step}"),
+            Err(_) => "another failure".into(),
+        }
+    }
+
+    #[test]
+    fn a_plain_http_answer_a_close_and_silence_at_the_hello_are_named() {
+        let plain = |mut peer: UnixStream| {
+            peer.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        };
+        assert_eq!(
+            handshake_with(plain, Duration::from_secs(5)),
+            "the server answered in plain HTTP, not TLS"
+        );
+        assert_eq!(
+            handshake_with(drop, Duration::from_secs(5)),
+            "the server closed the connection at our TLS hello"
+        );
+        let silent = |peer: UnixStream| {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(peer);
+        };
+        assert_eq!(
+            handshake_with(silent, Duration::from_millis(100)),
+            "timed out in tls handshake"
+        );
+        // Not TLS, not HTTP: rustls's own reason.
+        let garbage = |mut peer: UnixStream| {
+            peer.write_all(&[0xff; 64]).unwrap();
+        };
+        let why = handshake_with(garbage, Duration::from_secs(5));
+        assert!(why.starts_with("tls: "), "{why}");
+    }
+
+    #[test]
+    fn a_missing_or_bad_file_fails_naming_it() {
+        let dir = std::env::temp_dir().join(format!("exechealthz-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.join("missing.pem");
+        for (path, says) in [(&missing, "No such file"), (&bad, "bad PEM")] {
+            match certificates(path, "ca") {
+                Err(Failure::Error(why)) => {
+                    assert!(
+                        why.starts_with(&format!("ca {}: ", path.display())),
+                        "{why}"
+                    );
+                    assert!(why.contains(says), "{why}");
+                }
+                _ => panic!("{} passed", path.display()),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn alerts_are_named_as_the_rfc_names_them() {

@@ -678,12 +678,10 @@ fn open(
     }
 }
 
-#[cfg(feature = "tls")]
-use tls::{H2 as ALPN_H2, HTTP1 as ALPN_HTTP1};
-#[cfg(not(feature = "tls"))]
-const ALPN_H2: &[u8] = b"h2";
-#[cfg(not(feature = "tls"))]
+/// ALPN for https:// (HTTP/1.1, as the kubelet's client offers it without
+/// HTTP/2) and for grpcs:// (gRPC is HTTP/2 only).
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+const ALPN_H2: &[u8] = b"h2";
 
 /// A connection to the Unix socket at `path` within `deadline`. std's
 /// connect would block while the server's backlog is full (a stuck server,

@@ -36,12 +36,7 @@ use rustls::{
 };
 
 use super::options::TlsOptions;
-use super::{Failure, Source, Stream, io_failure, left};
-
-/// ALPN for https:// (HTTP/1.1, as the kubelet's client offers it without
-/// HTTP/2) and for grpcs:// (gRPC is HTTP/2 only).
-pub(super) const HTTP1: &[u8] = b"http/1.1";
-pub(super) const H2: &[u8] = b"h2";
+use super::{ALPN_H2, Failure, Source, Stream, io_failure, left};
 
 /// A TLS connection on a check's socket.
 pub(crate) struct Tls {
@@ -62,9 +57,10 @@ pub(super) fn connect(
     alpn: &'static [u8],
     deadline: Instant,
 ) -> Result<Stream, Failure> {
+    let provider = provider();
     let client = Arc::new(ClientCert {
         key: match (&options.cert, &options.key) {
-            (Some(cert), Some(key)) => Some(certified_key(cert, key)?),
+            (Some(cert), Some(key)) => Some(certified_key(cert, key, &provider)?),
             _ => None,
         },
         asked: AtomicBool::new(false),
@@ -72,7 +68,7 @@ pub(super) fn connect(
     let name = options.server_name.as_deref().unwrap_or(host);
     let name = ServerName::try_from(name.to_string())
         .map_err(|_| Failure::Error(format!("{name}: not a name TLS can ask for")))?;
-    let config = config(options, alpn, Arc::clone(&client))?;
+    let config = config(options, alpn, provider, Arc::clone(&client))?;
     let conn = ClientConnection::new(Arc::new(config), name)
         .map_err(|e| Failure::Error(words(&e, &client)))?;
     let mut tls = Tls {
@@ -83,7 +79,7 @@ pub(super) fn connect(
     };
     tls.handshake(deadline)
         .map_err(|f| f.during("tls handshake"))?;
-    if alpn == H2 && tls.conn.alpn_protocol() != Some(H2) {
+    if alpn == ALPN_H2 && tls.conn.alpn_protocol() != Some(ALPN_H2) {
         return Err(Failure::Error(
             "the server picked no HTTP/2 by ALPN (grpcs:// needs h2)".into(),
         ));
@@ -183,9 +179,9 @@ impl KeyProvider for Ring {
 fn config(
     options: &TlsOptions,
     alpn: &'static [u8],
+    provider: Arc<CryptoProvider>,
     client: Arc<ClientCert>,
 ) -> Result<ClientConfig, Failure> {
-    let provider = provider();
     let roots = match &options.ca {
         None => None,
         Some(path) => {
@@ -231,7 +227,11 @@ fn certificates(path: &Path, option: &str) -> Result<Vec<CertificateDer<'static>
 
 /// The `cert` chain and its `key` (PKCS#8, SEC1 or PKCS#1 PEM), which
 /// must belong together.
-fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Failure> {
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, Failure> {
     let chain = certificates(cert, "cert")?;
     let pem = read_file(key, "key")?;
     let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
@@ -241,7 +241,7 @@ fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Failure> 
         };
         file_failure("key", key, &why)
     })?;
-    let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| match e {
+    let certified = CertifiedKey::from_der(chain, der, provider).map_err(|e| match e {
         Error::InconsistentKeys(_) => file_failure("key", key, "not the key of the cert"),
         e => file_failure("key", key, &e.to_string()),
     })?;
@@ -582,7 +582,13 @@ mod tests {
         });
         let deadline = Instant::now() + wait;
         let options = TlsOptions::default();
-        let result = connect(Stream::Unix(ours), "app.test", &options, HTTP1, deadline);
+        let result = connect(
+            Stream::Unix(ours),
+            "app.test",
+            &options,
+            super::super::ALPN_HTTP1,
+            deadline,
+        );
         peer.join().unwrap();
         match result {
             Ok(_) => "connected".into(),

@@ -3,9 +3,13 @@
 names a port), waits for
 its listening line, GETs a path and checks the status; then SIGTERMs it and
 checks it exits 0. Used by release-check.sh on each binary and the image.
+With --thread NAME, the process (COMMAND's own, not a wrapper's) must have
+a thread of that name: the static build names its threads itself
+(src/musl.rs).
 
-usage: smoke.py PATH STATUS -- COMMAND...
+usage: smoke.py [--thread NAME] PATH STATUS -- COMMAND...
 """
+import os
 import re
 import signal
 import subprocess
@@ -16,7 +20,11 @@ import urllib.request
 
 
 def main():
-    path, status = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[1:sys.argv.index("--")]
+    thread = None
+    if args[:1] == ["--thread"]:
+        thread, args = args[1], args[2:]
+    path, status = args[0], int(args[1])
     command = sys.argv[sys.argv.index("--") + 1:]
     if not any(arg.startswith(("--port", "-port")) for arg in command):
         command.append("--port=0")
@@ -43,11 +51,24 @@ def main():
         if got == status:
             break
         time.sleep(0.1)
+    names = []
+    if thread is not None:
+        tasks = f"/proc/{proc.pid}/task"
+        for task in sorted(os.listdir(tasks)):
+            try:
+                with open(f"{tasks}/{task}/comm") as f:
+                    names.append(f.read().strip())
+            except FileNotFoundError:
+                pass  # a thread that ended meanwhile
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=10)
     print(f"smoke: {' '.join(command[:2])}... GET {path} -> {got}; exit {code}")
     if got != status or code != 0:
         sys.exit(f"smoke: wanted {status} and exit 0; body: {body[:200]!r}")
+    if thread is not None:
+        print(f"smoke: threads {', '.join(names)}")
+        if thread not in names:
+            sys.exit(f"smoke: no thread named {thread!r}")
 
 
 if __name__ == "__main__":

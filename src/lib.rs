@@ -7,7 +7,8 @@
 //! `check` (built-in checks), `outcome` (how a run ended), `results` (their
 //! state), `watchdog` (staleness), `status` and `metrics` (reports), `http`
 //! (serving), `process` (children, signals, PID 1), `log`, `duration` and
-//! `json` (formats), `words` (shell-like splitting); `oneshot` is
+//! `json` (formats), `words` (shell-like splitting), `musl` (two libc
+//! functions made smaller, in the static build); `oneshot` is
 //! `exechealthz check`, the built-in checks run once.
 
 pub mod check;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod json;
 pub mod log;
 pub mod metrics;
+pub mod musl;
 pub mod oneshot;
 pub mod outcome;
 pub mod probe;

@@ -86,10 +86,19 @@ test: lint
 	$(CARGO) test --locked
 	$(CARGO) test --locked --features tls
 
+# src/musl.rs is built for musl targets only, so the library is linted for
+# this machine's musl target too when rustup has its std (.ci/run adds it).
+MUSL_TARGET ?= $(shell uname -m)-unknown-linux-musl
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets --features tls -- -D warnings
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
+	  echo "$(CARGO) clippy --locked --lib --target $(MUSL_TARGET) -- -D warnings"; \
+	  $(CARGO) clippy --locked --lib --target $(MUSL_TARGET) -- -D warnings; \
+	else \
+	  echo "lint: no $(MUSL_TARGET) std (rustup target add $(MUSL_TARGET)): src/musl.rs not linted"; \
+	fi
 
 fmt:
 	$(CARGO) fmt --all

@@ -85,6 +85,12 @@ build:
 test: lint
 	$(CARGO) test --locked
 	$(CARGO) test --locked --features tls
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
+	  echo "$(CARGO) test --locked --lib --target $(MUSL_TARGET) musl::"; \
+	  $(CARGO) test --locked --lib --target $(MUSL_TARGET) musl::; \
+	else \
+	  echo "test: no $(MUSL_TARGET) std (rustup target add $(MUSL_TARGET)): src/musl.rs's linked tests not run"; \
+	fi
 
 # src/musl.rs is built for musl targets only, so the library is linted for
 # this machine's musl target too when rustup has its std (.ci/run adds it).

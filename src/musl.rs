@@ -129,6 +129,66 @@ pub unsafe extern "C" fn pthread_setname_np(
     0
 }
 
+/// The replacements themselves, where they are linked in: `make test` runs
+/// these for this machine's musl target (`cargo test --target ...-musl`).
+#[cfg(all(test, target_env = "musl", target_os = "linux"))]
+mod linked {
+    use std::ffi::{c_int, c_void};
+
+    #[test]
+    fn std_names_its_threads_through_ours() {
+        let name = std::thread::Builder::new()
+            .name("a-probe-name-longer-than-15".into())
+            .spawn(|| std::fs::read_to_string("/proc/thread-self/comm").unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        // std cuts the name to 15 bytes; the kernel took it from prctl.
+        assert_eq!(name, "a-probe-name-lo\n");
+    }
+
+    #[test]
+    fn refuses_long_names_and_other_threads() {
+        // SAFETY: pthread_self takes nothing and cannot fail.
+        let this = unsafe { libc::pthread_self() };
+        // SAFETY: the name is NUL-terminated and this thread is live.
+        let long = unsafe { libc::pthread_setname_np(this, c"sixteen-bytes-xx".as_ptr()) };
+        assert_eq!(long, libc::ERANGE);
+        let this = this as usize;
+        // SAFETY: the name is NUL-terminated; this thread outlives the
+        // one that names it, as it waits for it (join).
+        let from_other = std::thread::spawn(move || unsafe {
+            libc::pthread_setname_np(this as libc::pthread_t, c"other".as_ptr())
+        })
+        .join()
+        .unwrap();
+        // musl's own would have named this thread (0): ENOTSUP shows that
+        // the libc name links to ours.
+        assert_eq!(from_other, libc::ENOTSUP);
+    }
+
+    #[test]
+    fn qsort_sorts_for_a_c_caller() {
+        unsafe extern "C" fn by_value(a: *const c_void, b: *const c_void) -> c_int {
+            // SAFETY: qsort gives pointers to elements of the i32 array.
+            let (a, b) = unsafe { (*a.cast::<i32>(), *b.cast::<i32>()) };
+            a.cmp(&b) as c_int
+        }
+        let mut items = [5, -3, 9, 0, 5, 2, -7, 1];
+        // SAFETY: items holds 8 elements of 4 bytes; by_value reads them as
+        // i32, which they are. Called through libc's name, as C would.
+        unsafe {
+            libc::qsort(
+                items.as_mut_ptr().cast(),
+                items.len(),
+                std::mem::size_of::<i32>(),
+                Some(by_value),
+            )
+        };
+        assert_eq!(items, [-7, -3, 0, 1, 2, 5, 5, 9]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

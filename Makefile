@@ -81,30 +81,24 @@ server:
 build:
 	scripts/build-static.sh $(ARCH)
 
+# src/musl.rs is built for musl targets only, so the library is also
+# linted and its linked tests run for this machine's musl target, when
+# rustup has that target's std (.ci/run adds it).
+MUSL_TARGET ?= $(shell uname -m)-unknown-linux-musl
+MUSL_STD = $(shell rustup target list --installed 2>/dev/null | grep -x '$(MUSL_TARGET)')
+NO_MUSL_STD = no $(MUSL_TARGET) std (rustup target add $(MUSL_TARGET))
+
 # Both flavours: the TLS build runs every test too (and tests/tls.rs).
 test: lint
 	$(CARGO) test --locked
 	$(CARGO) test --locked --features tls
-	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
-	  echo "$(CARGO) test --locked --lib --target $(MUSL_TARGET) musl::"; \
-	  $(CARGO) test --locked --lib --target $(MUSL_TARGET) musl::; \
-	else \
-	  echo "test: no $(MUSL_TARGET) std (rustup target add $(MUSL_TARGET)): src/musl.rs's linked tests not run"; \
-	fi
+	$(if $(MUSL_STD),$(CARGO) test --locked --lib --target $(MUSL_TARGET) musl::,@echo "test: $(NO_MUSL_STD): src/musl.rs's linked tests not run")
 
-# src/musl.rs is built for musl targets only, so the library is linted for
-# this machine's musl target too when rustup has its std (.ci/run adds it).
-MUSL_TARGET ?= $(shell uname -m)-unknown-linux-musl
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets --features tls -- -D warnings
-	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
-	  echo "$(CARGO) clippy --locked --lib --target $(MUSL_TARGET) -- -D warnings"; \
-	  $(CARGO) clippy --locked --lib --target $(MUSL_TARGET) -- -D warnings; \
-	else \
-	  echo "lint: no $(MUSL_TARGET) std (rustup target add $(MUSL_TARGET)): src/musl.rs not linted"; \
-	fi
+	$(if $(MUSL_STD),$(CARGO) clippy --locked --lib --target $(MUSL_TARGET) -- -D warnings,@echo "lint: $(NO_MUSL_STD): src/musl.rs not linted")
 
 fmt:
 	$(CARGO) fmt --all

@@ -200,8 +200,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let output = args.contains("--output");
     let enable_quit = args.contains("--enable-quit");
 
-    let cmds: Vec<String> = args.values_from_str("--cmd").map_err(pico_error)?;
-    let urls: Vec<String> = args.values_from_str("--url").map_err(pico_error)?;
+    let cmds = values(&mut args, "--cmd")?;
+    let urls = values(&mut args, "--url")?;
     let port = last(&mut args, "--port", parse_port)?.unwrap_or(8080);
     let address = last(&mut args, "--address", parse_address)?;
     let period =
@@ -353,26 +353,30 @@ fn parse_go_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// The last value of a single-valued flag (Go: the last one wins).
+/// The last value of a single-valued flag (Go: the last one wins); every
+/// value is parsed, as Go's flag package does, so a bad earlier one is an
+/// error too. The values are read as text by one non-generic call, and only
+/// `parse` differs between flags (one copy of pico-args' reading, not one
+/// per value type: 5 KiB less of binary).
 fn last<T>(
     args: &mut pico_args::Arguments,
     key: &'static str,
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, String> {
     let mut found = None;
-    loop {
-        match args.opt_value_from_fn(key, parse) {
-            Ok(Some(value)) => found = Some(value),
-            Ok(None) => return Ok(found),
-            Err(pico_args::Error::Utf8ArgumentParsingFailed { value, cause }) => {
-                return Err(format!(
-                    "invalid value {} for {key}: {cause}",
-                    json::string(&value)
-                ));
-            }
-            Err(other) => return Err(pico_error(other)),
-        }
+    for text in values(args, key)? {
+        found = Some(parse(&text).map_err(|cause| bad_value(key, &text, &cause))?);
     }
+    Ok(found)
+}
+
+/// Every value of `key`, in order, taken out of `args`.
+fn values(args: &mut pico_args::Arguments, key: &'static str) -> Result<Vec<String>, String> {
+    args.values_from_str(key).map_err(pico_error)
+}
+
+fn bad_value(key: &str, value: &str, cause: &str) -> String {
+    format!("invalid value {} for {key}: {cause}", json::string(value))
 }
 
 fn pico_error(error: pico_args::Error) -> String {

@@ -108,9 +108,10 @@ fn parse(args: &[OsString]) -> Result<Ask, String> {
     let mut args = args.iter();
     let mut flags_done = false;
     while let Some(arg) = args.next() {
-        let arg = arg
-            .to_str()
-            .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))?;
+        let arg = arg.to_str().ok_or_else(|| {
+            let shown = crate::json::string(&arg.to_string_lossy());
+            format!("argument {shown} is not valid UTF-8")
+        })?;
         if !flags_done && arg.starts_with('-') && arg.len() > 1 {
             if arg == "--" {
                 flags_done = true;
@@ -291,5 +292,11 @@ mod tests {
             let e = parse(&args(bad)).unwrap_err();
             assert!(e.contains(says), "{bad:?}: {e}");
         }
+        use std::os::unix::ffi::OsStringExt;
+        let not_utf8 = OsString::from_vec(b"tcp://a:1\xff".to_vec());
+        assert_eq!(
+            parse(&[not_utf8]),
+            Err("argument \"tcp://a:1\u{fffd}\" is not valid UTF-8".into())
+        );
     }
 }

@@ -54,13 +54,23 @@ pub struct Timing {
     pub success_threshold: Option<u32>,
 }
 
+/// The schemes, by bit: a key's mask in KEYS says which take it.
+const SCHEMES: [&str; 8] = [
+    "tcp", "http", "h2c", "file", "dns", "grpc", "https", "grpcs",
+];
+const HTTP: u8 = 0b0100_0110;
+const GRPC: u8 = 0b1010_0000;
+const SOCKET: u8 = HTTP | GRPC;
+const ALL: u8 = 0xff;
+const TLS: u8 = 0b1100_0000;
+
 /// Each key and the schemes that take it.
-const KEYS: [(&str, &str); 13] = [
-    ("header", "http, h2c, https"),
-    ("metadata", "grpc, grpcs"),
-    ("status", "http, h2c, https"),
-    ("body", "http, h2c, https"),
-    ("socket", "http, h2c, grpc, https, grpcs"),
+const KEYS: [(&str, u8); 13] = [
+    ("header", HTTP),
+    ("metadata", GRPC),
+    ("status", HTTP),
+    ("body", HTTP),
+    ("socket", SOCKET),
     ("period", ALL),
     ("timeout", ALL),
     ("failure-threshold", ALL),
@@ -70,28 +80,35 @@ const KEYS: [(&str, &str); 13] = [
     ("cert", TLS),
     ("key", TLS),
 ];
-const ALL: &str = "tcp, http, h2c, file, dns, grpc, https, grpcs";
-const TLS: &str = "https, grpcs";
 
 /// The options in `fragment` (without its `#`) for a `scheme` check. An
 /// empty fragment is no options. Errors name the key.
 pub fn parse(scheme: &str, fragment: &str) -> Result<Options, String> {
     let mut options = Options::default();
+    let scheme_bit = SCHEMES
+        .iter()
+        .position(|s| *s == scheme)
+        .map_or(0, |i| 1u8 << i);
     // Keys seen, by their place in KEYS: a one-value key may come once.
     let mut seen = 0u16;
     for pair in fragment.split('&').filter(|_| !fragment.is_empty()) {
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(index) = KEYS.iter().position(|(k, _)| *k == key) else {
+            let keys: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(format!(
-                "unknown option {key:?} (options: header, metadata, status, body, socket, \
-                 period, timeout, failure-threshold, success-threshold, ca, server-name, \
-                 cert, key)"
+                "unknown option {key:?} (options: {})",
+                keys.join(", ")
             ));
         };
-        let schemes = KEYS[index].1;
-        if !schemes.split(',').any(|s| s.trim_start() == scheme) {
+        let mask = KEYS[index].1;
+        if mask & scheme_bit == 0 {
+            let takers: Vec<&str> = (0..8)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| SCHEMES[i])
+                .collect();
             return Err(format!(
-                "option {key:?} does not apply to {scheme}:// (only to {schemes})"
+                "option {key:?} does not apply to {scheme}:// (only to {})",
+                takers.join(", ")
             ));
         }
         if seen & (1 << index) != 0 && !matches!(key, "header" | "metadata") {
@@ -154,23 +171,7 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         "body" => options.body = Some(text),
         "socket" if !text.starts_with('/') => return Err("write an absolute path"),
         "socket" => options.socket = Some(PathBuf::from(text)),
-        "ca" | "cert" | "key" if text.is_empty() => return Err("write a file's path"),
-        "ca" => options.tls.ca = Some(PathBuf::from(text)),
-        "cert" => options.tls.cert = Some(PathBuf::from(text)),
-        "key" => options.tls.key = Some(PathBuf::from(text)),
-        "server-name" => {
-            let name = text.strip_suffix('.').unwrap_or(&text);
-            let label = |l: &str| {
-                (1..=63).contains(&l.len())
-                    && l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            };
-            let ip = name.parse::<std::net::IpAddr>().is_ok();
-            if !ip && (name.len() > 253 || !name.split('.').all(label)) {
-                return Err("write a DNS name, such as app.test");
-            }
-            options.tls.server_name = Some(name.to_string());
-        }
+        "ca" | "cert" | "key" | "server-name" => tls_value(&mut options.tls, key, text)?,
         "period" | "timeout" => {
             let value = match duration::parse(&text) {
                 Ok(nanos) if nanos > 0 => Some(Duration::from_nanos(nanos as u64)),
@@ -183,7 +184,7 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
             }
         }
         _ => {
-            let value = text.parse::<u32>().ok().filter(|&n| n >= 1);
+            let value = number(&text).filter(|&n| n >= 1);
             let value = Some(value.ok_or("must be a whole number, at least 1")?);
             if key == "failure-threshold" {
                 timing.failure_threshold = value;
@@ -193,6 +194,41 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         }
     }
     Ok(())
+}
+
+/// Takes a TLS key's value (the TLS build: elsewhere the schemes that
+/// take these keys are refused before their options are read).
+#[cfg(feature = "tls")]
+fn tls_value(tls: &mut TlsOptions, key: &str, text: String) -> Result<(), &'static str> {
+    if key != "server-name" {
+        if text.is_empty() {
+            return Err("write a file's path");
+        }
+        let path = Some(PathBuf::from(text));
+        match key {
+            "ca" => tls.ca = path,
+            "cert" => tls.cert = path,
+            _ => tls.key = path,
+        }
+        return Ok(());
+    }
+    let name = text.strip_suffix('.').unwrap_or(&text);
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let ip = name.parse::<std::net::IpAddr>().is_ok();
+    if !ip && (name.len() > 253 || !name.split('.').all(label)) {
+        return Err("write a DNS name, such as app.test");
+    }
+    tls.server_name = Some(name.to_string());
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_value(_: &mut TlsOptions, _: &str, _: String) -> Result<(), &'static str> {
+    Err("TLS is not in this build (exechealthz-tls has it)")
 }
 
 impl Options {
@@ -226,15 +262,23 @@ fn parse_status_list(text: &str) -> Result<Vec<(u16, u16)>, &'static str> {
     let mut list = Vec::new();
     for item in text.split(',') {
         let (low, high) = item.split_once('-').unwrap_or((item, item));
-        let (Ok(low), Ok(high)) = (low.parse::<u16>(), high.parse::<u16>()) else {
-            return Err("write status codes (100-599) and ranges, such as 200,204,300-399");
-        };
-        if low < 100 || high > 599 || low > high {
-            return Err("write status codes (100-599) and ranges, such as 200,204,300-399");
+        match (number(low), number(high)) {
+            (Some(low @ 100..), Some(high @ ..=599)) if low <= high => {
+                list.push((low as u16, high as u16));
+            }
+            _ => return Err("write status codes (100-599) and ranges, such as 200,204,300-399"),
         }
-        list.push((low, high));
     }
     Ok(list)
+}
+
+/// A whole number written in at most 9 decimal digits (no sign, no
+/// spaces), so that it fits a u32 without overflow checks.
+fn number(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.bytes().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
 }
 
 /// RFC 9110 5.6.2's token characters.
@@ -320,7 +364,12 @@ mod tests {
     #[test]
     fn refuses_bad_keys_and_values() {
         for (scheme, fragment, says) in [
-            ("http", "bogus=1", "unknown option \"bogus\""),
+            (
+                "http",
+                "bogus=1",
+                "unknown option \"bogus\" (options: header, metadata, status, body, socket, \
+                 period, timeout, failure-threshold, success-threshold, ca, server-name, cert, key)",
+            ),
             ("http", "header", "write Name:value"),
             ("http", "header=NoColon", "write Name:value"),
             ("http", "header=Bad%20Name:x", "not an HTTP token"),
@@ -329,6 +378,9 @@ mod tests {
             ("http", "status=99", "write status codes"),
             ("http", "status=300-200", "write status codes"),
             ("http", "status=200,", "write status codes"),
+            ("http", "status=+200", "write status codes"),
+            ("http", "status=600", "write status codes"),
+            ("http", "status=%20200", "write status codes"),
             ("http", "status=200&status=204", "given twice"),
             ("http", "body=", "empty"),
             ("http", "body=a&body=b", "given twice"),
@@ -340,6 +392,18 @@ mod tests {
             ("http", "timeout=1s&timeout=2s", "given twice"),
             ("http", "failure-threshold=0", "at least 1"),
             ("http", "success-threshold=x", "at least 1"),
+            ("http", "failure-threshold=+2", "at least 1"),
+            ("http", "failure-threshold=1000000000", "at least 1"),
+            (
+                "tcp",
+                "ca=/x",
+                "does not apply to tcp:// (only to https, grpcs)",
+            ),
+            (
+                "http",
+                "metadata=a:b",
+                "does not apply to http:// (only to grpc, grpcs)",
+            ),
             ("http", "metadata=a:b", "does not apply to http://"),
             ("grpc", "header=A:b", "does not apply to grpc://"),
             ("grpc", "status=200", "does not apply to grpc://"),

@@ -205,10 +205,20 @@ fn start(
     front.run(&fds, move || signals.handle(&children))
 }
 
-fn spawn<F>(name: &str, body: F) -> Result<(), String>
-where
-    F: FnOnce() -> std::convert::Infallible + Send + 'static,
-{
+/// A thread of the server's that runs until the process ends.
+fn spawn(
+    name: &str,
+    body: impl FnOnce() -> std::convert::Infallible + Send + 'static,
+) -> Result<(), String> {
+    spawn_boxed(name, Box::new(body))
+}
+
+/// `spawn`'s work, not generic: std's thread start is one copy, not one
+/// per caller.
+fn spawn_boxed(
+    name: &str,
+    body: Box<dyn FnOnce() -> std::convert::Infallible + Send>,
+) -> Result<(), String> {
     thread::Builder::new()
         .name(name.to_string())
         .stack_size(THREAD_STACK)

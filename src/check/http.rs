@@ -196,13 +196,8 @@ impl Target {
     }
 
     fn url(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{host}:{}{}", self.port, self.path)
+        format!("{scheme}://{}{}", self.authority(), self.path)
     }
 
     /// Where `location` leads from here, an error for what cannot be read

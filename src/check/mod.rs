@@ -248,41 +248,41 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
 impl Check {
     /// Which check, for messages: `http check of http://a:80/healthz`.
     pub fn name(&self) -> String {
-        let host = |host: &str| {
-            if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            }
-        };
-        match &self.kind {
-            Kind::Tcp { host: h, port } => format!("tcp check of {}:{port}", host(h)),
+        let (scheme, host, port, path, slash) = match &self.kind {
+            Kind::Tcp { host, port } => ("tcp", host, *port, "", ""),
             Kind::Http {
-                host: h,
+                host,
                 port,
                 path,
                 tls,
-            } => {
-                let scheme = if *tls { "https" } else { "http" };
-                format!("{scheme} check of {scheme}://{}:{port}{path}", host(h))
-            }
-            Kind::H2c {
-                host: h,
-                port,
-                path,
-            } => format!("h2c check of h2c://{}:{port}{path}", host(h)),
-            Kind::File { path } => format!("file check of {}", path.display()),
-            Kind::Dns { name, .. } => format!("dns check of {name}"),
+            } => (
+                if *tls { "https" } else { "http" },
+                host,
+                *port,
+                &path[..],
+                "",
+            ),
+            Kind::H2c { host, port, path } => ("h2c", host, *port, &path[..], ""),
+            Kind::File { path } => return format!("file check of {}", path.display()),
+            Kind::Dns { name, .. } => return format!("dns check of {name}"),
             Kind::Grpc {
-                host: h,
+                host,
                 port,
                 service,
                 tls,
-            } => {
-                let scheme = if *tls { "grpcs" } else { "grpc" };
-                format!("{scheme} check of {scheme}://{}:{port}/{service}", host(h))
-            }
+            } => (
+                if *tls { "grpcs" } else { "grpc" },
+                host,
+                *port,
+                &service[..],
+                "/",
+            ),
+        };
+        let authority = authority(host, port);
+        if scheme == "tcp" {
+            return format!("tcp check of {authority}");
         }
+        format!("{scheme} check of {scheme}://{authority}{slash}{path}")
     }
 }
 
@@ -862,6 +862,21 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_itself_by_its_url() {
+        for (url, name) in [
+            ("tcp://[::1]:5", "tcp check of [::1]:5"),
+            ("http://a:8/x?y", "http check of http://a:8/x?y"),
+            ("http://[::1]/", "http check of http://[::1]:80/"),
+            ("h2c://a:9/h#status=200", "h2c check of h2c://a:9/h"),
+            ("grpc://a:1", "grpc check of grpc://a:1/"),
+            ("grpc://a:1/my.Svc", "grpc check of grpc://a:1/my.Svc"),
+            ("file:///tmp/x", "file check of /tmp/x"),
+        ] {
+            assert_eq!(parse(url).unwrap().unwrap().name(), name, "{url}");
+        }
+    }
 
     /// The kind of check `url` is, with no options.
     fn kind(url: &str) -> Option<Kind> {

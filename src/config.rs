@@ -357,17 +357,31 @@ fn parse_go_bool(text: &str) -> Option<bool> {
 /// value is parsed, as Go's flag package does, so a bad earlier one is an
 /// error too. The values are read as text by one non-generic call, and only
 /// `parse` differs between flags (one copy of pico-args' reading, not one
-/// per value type: 5 KiB less of binary).
+/// per value type: 3.5 KiB less of binary).
 fn last<T>(
     args: &mut pico_args::Arguments,
     key: &'static str,
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, String> {
     let mut found = None;
-    for text in values(args, key)? {
-        found = Some(parse(&text).map_err(|cause| bad_value(key, &text, &cause))?);
-    }
+    each_value(args, key, &mut |text| {
+        found = Some(parse(text)?);
+        Ok(())
+    })?;
     Ok(found)
+}
+
+/// `take` given each value of `key` in turn; its error, about the value,
+/// made into the flag's error.
+fn each_value(
+    args: &mut pico_args::Arguments,
+    key: &'static str,
+    take: &mut dyn FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    for text in values(args, key)? {
+        take(&text).map_err(|cause| bad_value(key, &text, &cause))?;
+    }
+    Ok(())
 }
 
 /// Every value of `key`, in order, taken out of `args`.

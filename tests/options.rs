@@ -218,6 +218,39 @@ fn h2c_is_the_http_check_over_http2_against_the_h2_library() {
     assert_eq!(server.wait_status("/healthz", 200).text(), "HTTP/2 200");
 }
 
+/// An h2c:// answer's `:status` is three digits (RFC 9113 8.3.2), as Go's
+/// HTTP/2 client reads it: anything else is a malformed answer, not a code.
+#[test]
+fn h2c_status_is_three_digits() {
+    for (status, passes) in [
+        ("200", true),
+        ("399", true),
+        ("0200", false),
+        ("+20", false),
+        ("20", false),
+        ("099", false),
+        ("2x0", false),
+    ] {
+        let scenario = format!("h2c-status:{status}");
+        let Some(mut peer) = Tool::start("h2_peer.py", &[&scenario], Stdio::inherit(), &[]) else {
+            return;
+        };
+        let (code, lines) = check(&["--timeout=3s", &format!("h2c://127.0.0.1:{}/", peer.port)]);
+        let saw = peer.report();
+        if passes {
+            assert_eq!(code, 0, "{status}: {lines:?}\npeer: {saw}");
+            assert_eq!(lines, [format!("ok h2c://127.0.0.1:{}/", peer.port)]);
+        } else {
+            assert_eq!(code, 1, "{status}: {lines:?}");
+            assert!(
+                lines[0].ends_with(": malformed :status"),
+                "{status}: {lines:?}"
+            );
+        }
+        assert!(!saw.contains("error"), "{status}: {saw}");
+    }
+}
+
 #[test]
 fn grpc_metadata_reaches_grpcio_over_tcp_and_a_unix_socket() {
     let dir = TempDir::new("options-grpc");

@@ -47,9 +47,11 @@ pub(super) fn fetch(
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
     let status = field(":status")
-        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| s.len() == 3)
+        .and_then(|s| super::options::number(&s))
         .filter(|s| (100..=999).contains(s))
-        .ok_or_else(|| Failure::Error(format!("{addr}: malformed :status")))?;
+        .ok_or_else(|| Failure::Error(format!("{addr}: malformed :status")))?
+        as u16;
     Ok(Response {
         status,
         status_line: format!("HTTP/2 {status}"),

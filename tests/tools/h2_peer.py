@@ -1,4 +1,4 @@
-"""A scripted HTTP/2 server for the grpc:// tests: one connection, one
+"""A scripted HTTP/2 server for the grpc:// and h2c:// tests: one connection, one
 scenario, the frames written by hand (hpack's encoder for header blocks),
 for what a real gRPC server rarely sends.
 
@@ -93,6 +93,8 @@ class Peer:
         elif kind == RST_STREAM:
             self.facts.append("client-reset")
         elif kind == HEADERS:
+            if flags & 1:
+                self.ended = True  # a request without a body (h2c's GET)
             for name, value in self.decoder.decode(payload):
                 self.facts.append("request-header %s: %s" % (name, value))
 
@@ -345,6 +347,11 @@ def scenario(peer, name):
         # Ready (its preface sent), then no answer.
         peer.preface()
         time.sleep(4)
+    elif name.startswith("h2c-status:"):
+        # An h2c:// answer of only its headers, with this :status as written.
+        peer.preface()
+        peer.until_request()
+        peer.send(frame(HEADERS, 5, 1, peer.block([(":status", name.split(":", 1)[1])])))
     else:
         sys.exit("unknown scenario " + name)
 

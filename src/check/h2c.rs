@@ -47,11 +47,9 @@ pub(super) fn fetch(
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
     let status = field(":status")
-        .filter(|s| s.len() == 3)
-        .and_then(|s| super::options::number(&s))
+        .and_then(|s| s.parse::<u16>().ok())
         .filter(|s| (100..=999).contains(s))
-        .ok_or_else(|| Failure::Error(format!("{addr}: malformed :status")))?
-        as u16;
+        .ok_or_else(|| Failure::Error(format!("{addr}: malformed :status")))?;
     Ok(Response {
         status,
         status_line: format!("HTTP/2 {status}"),

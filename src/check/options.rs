@@ -274,7 +274,7 @@ fn parse_status_list(text: &str) -> Result<Vec<(u16, u16)>, &'static str> {
 
 /// A whole number written in at most 9 decimal digits (no sign, no
 /// spaces), so that it fits a u32 without overflow checks.
-pub(super) fn number(text: &str) -> Option<u32> {
+fn number(text: &str) -> Option<u32> {
     if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

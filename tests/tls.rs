@@ -243,6 +243,52 @@ fn tls_files_are_read_at_every_run_and_a_missing_one_fails_the_run() {
     });
 }
 
+/// A TLS file that is not a regular file (a FIFO, whose open would wait
+/// for a writer; /dev/zero, which never ends) or is over 1 MiB fails the
+/// run at once, naming it: never a check past its deadline, nor a read
+/// without end.
+#[test]
+fn tls_files_that_are_not_pem_files_fail_at_once() {
+    let Some(dir) = certificates("tls-odd-files") else {
+        return;
+    };
+    let server = https(&dir, "server", &[]);
+    let fifo = dir.file("ca.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = dir.file("big.pem");
+    let bundle = std::fs::read(dir.file("ca.pem")).unwrap();
+    std::fs::write(&big, bundle.repeat(1024 * 1024 / bundle.len() + 1)).unwrap();
+    let base = format!("https://127.0.0.1:{}/", server.port);
+    let cert = dir.file("client.pem");
+    for (options, says) in [
+        (
+            format!("ca={fifo}"),
+            format!("ca {fifo}: not a regular file"),
+        ),
+        (
+            "ca=/dev/zero".to_string(),
+            "ca /dev/zero: not a regular file".to_string(),
+        ),
+        (format!("ca={big}"), format!("ca {big}: larger than 1 MiB")),
+        (
+            format!("cert={cert}&key={fifo}"),
+            format!("key {fifo}: not a regular file"),
+        ),
+    ] {
+        // The reason, not a timeout after 20 s: nothing was waited on.
+        let (code, out) = check(&["--timeout=20s", &format!("{base}#{options}")]);
+        assert_eq!(code, 1, "{options}: {out}");
+        assert!(out.contains(&says), "{options}: {out}");
+    }
+    // In the server: the run fails with the reason, as for a missing file.
+    let cmd = format!("--cmd={base}#ca={fifo}");
+    let sidecar = Server::start(&[&cmd, "--period=50ms", "--timeout=20s"]);
+    sidecar.wait_for("/healthz", |r| {
+        r.status == 503 && r.text().contains(&format!("ca {fifo}: not a regular file"))
+    });
+}
+
 fn grpc_tls(dir: &TempDir, client_auth: bool) -> Option<Tool> {
     let (cert, key) = (dir.file("server.pem"), dir.file("server.key"));
     let client_ca = dir.file("client-ca.pem");

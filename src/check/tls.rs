@@ -9,7 +9,8 @@
 //! `server-name` option's name or the URL's host. A client certificate
 //! (`cert`, `key`) is presented when the server asks for one. The files
 //! are read at every run, so a rotated Secret is followed; a file that
-//! cannot be read fails the run, naming it.
+//! cannot be read, is not a regular file or is over 1 MiB fails the run,
+//! naming it.
 //!
 //! This file knows TLS and nothing of HTTP or gRPC above it; it must not
 //! hold a connection or a file past the run that opened it, nor implement
@@ -208,8 +209,34 @@ fn file_failure(option: &str, path: &Path, why: &str) -> Failure {
     Failure::Error(format!("{option} {}: {why}", path.display()))
 }
 
+/// A PEM file is read whole at every run; one larger than this is
+/// refused (the system's whole CA bundle is about 220 KB).
+const MAX_PEM: u64 = 1024 * 1024;
+
+/// A PEM file's bytes. Only a regular file (or a link to one, as a
+/// mounted Secret's are) is read, and at most `MAX_PEM` of it: opening a
+/// FIFO would wait for a writer past the check's deadline, and a device
+/// such as /dev/zero never ends. Opened non-blocking for that reason
+/// (which changes nothing for a regular file).
 fn read_file(path: &Path, option: &str) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| file_failure(option, path, &e.to_string()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |why: &str| file_failure(option, path, why);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| fail(&e.to_string()))?;
+    if !file.metadata().map_err(|e| fail(&e.to_string()))?.is_file() {
+        return Err(fail("not a regular file"));
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_PEM + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| fail(&e.to_string()))?;
+    if pem.len() as u64 > MAX_PEM {
+        return Err(fail("larger than 1 MiB, more than any PEM bundle"));
+    }
+    Ok(pem)
 }
 
 /// The PEM certificates in `path`: at least one.

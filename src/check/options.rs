@@ -170,6 +170,10 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         "body" if text.is_empty() => return Err("empty"),
         "body" => options.body = Some(text),
         "socket" if !text.starts_with('/') => return Err("write an absolute path"),
+        // Linux's sun_path: 108 bytes with the terminating NUL.
+        "socket" if text.len() > 107 => {
+            return Err("longer than a Unix socket's path may be (107 bytes)");
+        }
         "socket" => options.socket = Some(PathBuf::from(text)),
         "ca" | "cert" | "key" | "server-name" => tls_value(&mut options.tls, key, text)?,
         "period" | "timeout" => {
@@ -387,6 +391,7 @@ mod tests {
             ("http", "body=%zz", "bad percent-escape"),
             ("http", "body=%FF", "not UTF-8"),
             ("http", "socket=relative", "absolute path"),
+            ("grpc", &format!("socket=/{}", "s".repeat(107)), "107 bytes"),
             ("http", "period=0s", "greater than zero"),
             ("http", "period=1", "a Go duration"),
             ("http", "timeout=1s&timeout=2s", "given twice"),
@@ -429,5 +434,15 @@ mod tests {
         );
         assert!(percent_decode("50%").is_none());
         assert!(percent_decode("%4").is_none() && percent_decode("%g0").is_none());
+        let longest = format!("socket=/{}", "s".repeat(106));
+        assert_eq!(
+            parse("h2c", &longest)
+                .unwrap()
+                .socket
+                .unwrap()
+                .as_os_str()
+                .len(),
+            107
+        );
     }
 }

@@ -168,6 +168,10 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         }
         "status" => options.status = Some(parse_status_list(&text)?),
         "body" if text.is_empty() => return Err("empty"),
+        // The kubelet's 10 KiB is all of a body that is read.
+        "body" if text.len() > 10 * 1024 => {
+            return Err("longer than the 10 KiB of a body that is read");
+        }
         "body" => options.body = Some(text),
         "socket" if !text.starts_with('/') => return Err("write an absolute path"),
         // Linux's sun_path: 108 bytes with the terminating NUL.
@@ -387,6 +391,11 @@ mod tests {
             ("http", "status=%20200", "write status codes"),
             ("http", "status=200&status=204", "given twice"),
             ("http", "body=", "empty"),
+            (
+                "http",
+                &format!("body={}", "b".repeat(10 * 1024 + 1)),
+                "10 KiB",
+            ),
             ("http", "body=a&body=b", "given twice"),
             ("http", "body=%zz", "bad percent-escape"),
             ("http", "body=%FF", "not UTF-8"),
@@ -434,6 +443,11 @@ mod tests {
         );
         assert!(percent_decode("50%").is_none());
         assert!(percent_decode("%4").is_none() && percent_decode("%g0").is_none());
+        let whole = format!("body={}", "b".repeat(10 * 1024));
+        assert_eq!(
+            parse("http", &whole).unwrap().body.unwrap().len(),
+            10 * 1024
+        );
         let longest = format!("socket=/{}", "s".repeat(106));
         assert_eq!(
             parse("h2c", &longest)

@@ -54,7 +54,8 @@ pub use options::{Options, Timing};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub kind: Kind,
-    pub options: Options,
+    /// Shared, not copied, by each probe and `check` thread that runs it.
+    pub options: Arc<Options>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,7 +243,10 @@ pub fn parse(cmd: &str) -> Result<Option<Check>, String> {
         }
     };
     let options = options::parse(&scheme, fragment).map_err(|e| format!("{url}: {e}"))?;
-    Ok(Some(Check { kind, options }))
+    Ok(Some(Check {
+        kind,
+        options: Arc::new(options),
+    }))
 }
 
 impl Check {
@@ -881,7 +885,7 @@ mod tests {
     /// The kind of check `url` is, with no options.
     fn kind(url: &str) -> Option<Kind> {
         parse(url).unwrap().map(|check| {
-            assert_eq!(check.options, Options::default(), "{url}");
+            assert_eq!(*check.options, Options::default(), "{url}");
             check.kind
         })
     }

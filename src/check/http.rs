@@ -133,13 +133,7 @@ pub(super) fn request_fields(
     target: &Target,
     options: &Options,
 ) -> (String, Vec<(String, String)>) {
-    let first = |name: &str| {
-        options
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let first = |name| first_header(options, name);
     let authority = match first("Host").filter(|host| target.keep_host && !host.is_empty()) {
         Some(host) => host.to_string(),
         None => target.authority(),
@@ -174,6 +168,16 @@ pub(super) fn request_fields(
         fields.push((name.clone(), value.clone()));
     }
     (authority, fields)
+}
+
+/// The first value of the `header` option `name` (any case).
+#[inline(never)]
+fn first_header<'a>(options: &'a Options, name: &str) -> Option<&'a str> {
+    options
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Where a request goes.

@@ -94,21 +94,24 @@ pub fn parse(scheme: &str, fragment: &str) -> Result<Options, String> {
     for pair in fragment.split('&').filter(|_| !fragment.is_empty()) {
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(index) = KEYS.iter().position(|(k, _)| *k == key) else {
-            let keys: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
-            return Err(format!(
-                "unknown option {key:?} (options: {})",
-                keys.join(", ")
-            ));
+            let mut keys = String::new();
+            for (k, _) in KEYS {
+                keys.push_str(if keys.is_empty() { "" } else { ", " });
+                keys.push_str(k);
+            }
+            return Err(format!("unknown option {key:?} (options: {keys})"));
         };
         let mask = KEYS[index].1;
         if mask & scheme_bit == 0 {
-            let takers: Vec<&str> = (0..8)
-                .filter(|i| mask & (1 << i) != 0)
-                .map(|i| SCHEMES[i])
-                .collect();
+            let mut takers = String::new();
+            for (i, name) in SCHEMES.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    takers.push_str(if takers.is_empty() { "" } else { ", " });
+                    takers.push_str(name);
+                }
+            }
             return Err(format!(
-                "option {key:?} does not apply to {scheme}:// (only to {})",
-                takers.join(", ")
+                "option {key:?} does not apply to {scheme}:// (only to {takers})"
             ));
         }
         if seen & (1 << index) != 0 && !matches!(key, "header" | "metadata") {

@@ -16,6 +16,16 @@ use super::{Failure, open};
 /// `:method: GET` in HPACK's static table.
 const METHOD_GET: usize = 2;
 
+/// The first `name` field of `response`, as text.
+#[inline(never)]
+fn field(response: &h2::Response, name: &str) -> Option<String> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n == name.as_bytes())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
 /// One GET for `target` over h2c: its response, the body cut at
 /// `MAX_BODY` (the rest is not read). A server that answers in HTTP/1
 /// fails at once, saying so.
@@ -39,13 +49,7 @@ pub(super) fn fetch(
     let mut client = Client::new(&block, Vec::new(), MAX_BODY);
     client.truncate_body = true;
     let response = h2::call(&mut stream, &addr, client, deadline)?;
-    let field = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|(n, _)| n == name.as_bytes())
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    };
+    let field = |name| field(&response, name);
     let status = field(":status")
         .and_then(|s| s.parse::<u16>().ok())
         .filter(|s| (100..=999).contains(s))

@@ -172,7 +172,7 @@ fn value(options: &mut Options, key: &str, raw: &str) -> Result<(), &'static str
         "status" => options.status = Some(parse_status_list(&text)?),
         "body" if text.is_empty() => return Err("empty"),
         // The kubelet's 10 KiB is all of a body that is read.
-        "body" if text.len() > 10 * 1024 => {
+        "body" if text.len() > super::http::MAX_BODY => {
             return Err("longer than the 10 KiB of a body that is read");
         }
         "body" => options.body = Some(text),
@@ -237,6 +237,8 @@ fn tls_value(tls: &mut TlsOptions, key: &str, text: String) -> Result<(), &'stat
     Ok(())
 }
 
+/// Never reached: `check::parse` refuses https:// and grpcs:// in this
+/// build, and no other scheme takes these keys.
 #[cfg(not(feature = "tls"))]
 fn tls_value(_: &mut TlsOptions, _: &str, _: String) -> Result<(), &'static str> {
     Err("TLS is not in this build (exechealthz-tls has it)")
